@@ -1,0 +1,1 @@
+"""The top floor: the ``cascade`` command and the local stack it runs."""

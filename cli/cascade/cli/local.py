@@ -1,0 +1,297 @@
+"""``cascade up``: the whole pipeline on one machine.
+
+A Redis server (started here unless ``REDIS_URL`` is set), one edge process, and one
+transcoder process per LiveStream file in a folder: the same programs a cluster runs
+in pods. The folder is reconciled every second; Ctrl-C stops everything started here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from cascade.cli.reconcile import Verb, fingerprint, plan
+from cascade.core import schema
+from cascade.core.manifest import ManifestError, parse_manifest
+from cascade.core.settings import LocalSettings
+from cascade.core.spec import LiveStream
+
+log = logging.getLogger("cascade.local")
+
+SCAN_SECONDS = 1.0
+STOP_GRACE_SECONDS = 5.0
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if this process dies, so nothing outlives ``cascade up``."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+@dataclass(slots=True)
+class Child:
+    name: str
+    proc: asyncio.subprocess.Process
+    fingerprint: str = ""
+    stream: LiveStream | None = None
+    started_at: float = field(default_factory=time.monotonic)
+    failures: int = 0
+
+
+async def _spawn(name: str, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
+    log.debug("starting %s: %s", name, " ".join(argv))
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env={**os.environ, **env},
+        stdin=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )
+
+
+async def _stop(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE_SECONDS) -> None:
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.terminate()
+    try:
+        await asyncio.wait_for(proc.wait(), grace)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        await proc.wait()
+
+
+class LocalStack:
+    def __init__(self, settings: LocalSettings, *, redis_url: str | None) -> None:
+        self.settings = settings
+        self.external_redis = redis_url
+        self.redis_url = redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
+        self.redis_proc: asyncio.subprocess.Process | None = None
+        self.edge: asyncio.subprocess.Process | None = None
+        self.streams: dict[str, Child] = {}
+        self.errors: dict[str, str] = {}  # file -> last reported error
+        self._tmp = tempfile.TemporaryDirectory(prefix="cascade-")
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            await self._start_redis()
+            await self._start_edge()
+            redis = Redis.from_url(self.redis_url)
+            try:
+                base = f"http://{self.settings.host}:{self.settings.port}"
+                print(f"cascade: edge on {base}  (status {base}/status)", flush=True)
+                print(f"cascade: streams from {self.settings.streams_dir.resolve()}", flush=True)
+                while not stop.is_set():
+                    await self.reconcile(redis)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), SCAN_SECONDS)
+                print("cascade: stopping", flush=True)
+                await asyncio.gather(*(self._stop_stream(redis, n) for n in list(self.streams)))
+            finally:
+                await redis.aclose()
+        finally:
+            for name in list(self.streams):
+                await _stop(self.streams.pop(name).proc)
+            if self.edge is not None:
+                await _stop(self.edge)
+            if self.redis_proc is not None:
+                await _stop(self.redis_proc)
+            self._tmp.cleanup()
+
+    # ---- services --------------------------------------------------------------------
+
+    async def _start_redis(self) -> None:
+        if self.external_redis:
+            return
+        server = shutil.which("redis-server")
+        if server is None:
+            raise SystemExit(
+                "cascade: redis-server not found: run `make run` (it installs it) "
+                "or set REDIS_URL to a running Redis"
+            )
+        self.redis_proc = await _spawn(
+            "redis",
+            [
+                server,
+                "--port",
+                str(self.settings.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self._tmp.name,
+                "--loglevel",
+                "warning",
+            ],
+            {},
+        )
+        redis = Redis.from_url(self.redis_url)
+        try:
+            for _ in range(100):
+                try:
+                    await redis.ping()
+                    return
+                except OSError:
+                    if self.redis_proc.returncode is not None:
+                        raise SystemExit(
+                            f"cascade: redis-server exited ({self.redis_proc.returncode}); "
+                            f"is port {self.settings.redis_port} taken?"
+                        ) from None
+                    await asyncio.sleep(0.05)
+                except Exception:
+                    await asyncio.sleep(0.05)
+            raise SystemExit("cascade: redis-server did not answer")
+        finally:
+            await redis.aclose()
+
+    async def _start_edge(self) -> None:
+        env = {
+            "PORT": str(self.settings.port),
+            "HOST": self.settings.host,
+            "REDIS_URL": self.redis_url,
+        }
+        self.edge = await _spawn("edge", [sys.executable, "-m", "cascade.edge.main"], env)
+        url = f"http://{self.settings.host}:{self.settings.port}/health"
+        for _ in range(200):
+            if self.edge.returncode is not None:
+                raise SystemExit(
+                    f"cascade: the edge exited ({self.edge.returncode}); "
+                    f"is port {self.settings.port} taken? (PORT sets another)"
+                )
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(urllib.request.urlopen, url, timeout=1)
+                return
+            await asyncio.sleep(0.1)
+        raise SystemExit("cascade: the edge did not become healthy")
+
+    # ---- streams ---------------------------------------------------------------------
+
+    def read_folder(self) -> tuple[dict[str, LiveStream], frozenset[str]]:
+        desired: dict[str, LiveStream] = {}
+        broken: set[str] = set()
+        folder = self.settings.streams_dir
+        files = sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")]) if folder.is_dir() else []
+        current_errors: dict[str, str] = {}
+        for path in files:
+            try:
+                stream = parse_manifest(path.read_text(), source=str(path))
+            except (ManifestError, OSError, UnicodeDecodeError) as exc:
+                current_errors[str(path)] = str(exc)
+                # Keep a running stream whose file was broken by an edit.
+                broken.add(path.stem)
+                continue
+            if stream.name in desired:
+                current_errors[str(path)] = (
+                    f"{path}: stream name {stream.name!r} is already used by another file"
+                )
+                continue
+            desired[stream.name] = stream
+        for source, message in current_errors.items():
+            if self.errors.get(source) != message:
+                print(f"cascade: error: {message}", file=sys.stderr, flush=True)
+        self.errors = current_errors
+        return desired, frozenset(broken)
+
+    async def reconcile(self, redis: Redis) -> None:
+        desired, broken = self.read_folder()
+        running = {name: child.fingerprint for name, child in self.streams.items()}
+        for action in plan(desired, running, broken):
+            if action.verb in (Verb.STOP, Verb.RESTART):
+                await self._stop_stream(redis, action.name, remove_state=action.verb is Verb.STOP)
+            if action.verb in (Verb.START, Verb.RESTART):
+                assert action.stream is not None
+                await self._start_stream(action.stream)
+        await self._supervise()
+
+    async def _start_stream(self, stream: LiveStream, failures: int = 0) -> None:
+        env = {
+            "REDIS_URL": self.redis_url,
+            "CASCADE_LIVESTREAM": stream.model_dump_json(by_alias=True, exclude_none=True),
+        }
+        proc = await _spawn(
+            stream.name,
+            [
+                sys.executable,
+                "-m",
+                "cascade.transcoder.main",
+                "--bind-host",
+                "127.0.0.1",
+            ],
+            env,
+        )
+        self.streams[stream.name] = Child(
+            stream.name, proc, fingerprint(stream), stream, failures=failures
+        )
+        print(
+            f"cascade: stream {stream.name} started: "
+            f"http://{self.settings.host}:{self.settings.port}/watch/{stream.name}",
+            flush=True,
+        )
+
+    async def _supervise(self) -> None:
+        """A transcoder process that died is started again, with backoff."""
+        for name, child in list(self.streams.items()):
+            if child.proc.returncode is None or child.stream is None:
+                continue
+            delay = min(30.0, 0.5 * 2**child.failures)
+            if time.monotonic() - child.started_at < delay:
+                continue
+            print(
+                f"cascade: stream {name}: transcoder exited ({child.proc.returncode}); restarting",
+                file=sys.stderr,
+                flush=True,
+            )
+            await self._start_stream(child.stream, failures=child.failures + 1)
+
+    async def _stop_stream(self, redis: Redis, name: str, *, remove_state: bool = True) -> None:
+        child = self.streams.pop(name, None)
+        if child is not None:
+            await _stop(child.proc)
+        if remove_state:
+            await remove_stream_state(redis, name)
+            print(f"cascade: stream {name} stopped", flush=True)
+
+
+async def remove_stream_state(redis: Redis, name: str) -> int:
+    """Delete every Redis key of a stream; returns how many."""
+    keys = [k async for k in redis.scan_iter(match=schema.stream_key_pattern(name), count=500)]
+    pipe = redis.pipeline(transaction=False)
+    pipe.srem(schema.STREAMS_SET, name)
+    if keys:
+        pipe.delete(*keys)
+    await pipe.execute()
+    return len(keys)
+
+
+def run(settings: LocalSettings, *, redis_url: str | None) -> int:
+    stack = LocalStack(settings, redis_url=redis_url)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await stack.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+__all__ = ["LocalStack", "remove_stream_state", "run"]

@@ -1,0 +1,32 @@
+"""Static files of the player: our own, and hls.js installed from npm at set-up (never committed)."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+STATIC_DIR = Path(__file__).parent / "static"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)+$")
+
+
+def hlsjs_path() -> Path | None:
+    """hls.min.js: ``CASCADE_HLSJS`` if set, else the nearest ``node_modules`` above the source."""
+    env = os.environ.get("CASCADE_HLSJS")
+    if env:
+        return Path(env)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def static_file(name: str) -> Path | None:
+    """The file to serve for ``/static/{name}``; None for anything else (no path tricks)."""
+    if not _NAME_RE.match(name):
+        return None
+    if name == "hls.min.js":
+        return hlsjs_path()
+    path = STATIC_DIR / name
+    return path if path.is_file() else None

@@ -1,0 +1,301 @@
+"""The edge's in-memory live window of one rendition, and the decisions made on it.
+
+Pure: entries from the Redis stream go in (:meth:`RenditionWindow.apply`), playlists
+and bytes come out. The Redis follower (``hub``) and the HTTP layer (``app``) are thin
+shells around this module, so the LL-HLS rules here are tested without either.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from enum import Enum
+
+from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry, RenditionInfo
+from cascade.hls.playlist import MediaPlaylist, Part, RenditionReport, Segment
+
+
+@dataclass(slots=True)
+class WindowPart:
+    index: int
+    duration: float
+    independent: bool
+    data: bytes
+
+
+@dataclass(slots=True)
+class WindowSegment:
+    msn: int
+    pdt: float
+    generation: int
+    discontinuity: bool
+    parts: list[WindowPart] = field(default_factory=list)
+    complete: bool = False
+
+    @property
+    def duration(self) -> float:
+        return sum(p.duration for p in self.parts)
+
+    @property
+    def data(self) -> bytes:
+        return b"".join(p.data for p in self.parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """The newest part: (segment number, part index)."""
+
+    msn: int
+    part: int
+
+
+class Wait(Enum):
+    READY = "ready"  # what was asked for exists: answer now
+    BLOCK = "block"  # within the advance limits: hold the request
+    TOO_FAR = "too_far"  # beyond the limits: 400 (playlists) or 404 (parts)
+    GONE = "gone"  # older than the window
+
+
+class RenditionWindow:
+    """Segments of one rendition, oldest first; the last one may still be growing."""
+
+    def __init__(self, name: str, *, max_segments: int) -> None:
+        self.name = name
+        self.max_segments = max_segments
+        self.segments: deque[WindowSegment] = deque()
+        self.inits: dict[int, bytes] = {}
+        self.ended = False
+        self.discontinuity_sequence = 0  # discontinuities that slid out of the window
+        self.version = 0  # raised on every change: waiters compare it
+
+    # ---- input ------------------------------------------------------------------------
+
+    def apply(self, entry: Entry) -> None:
+        self.version += 1
+        if isinstance(entry, InitEntry):
+            self.inits[entry.generation] = entry.data
+            self.ended = False
+            return
+        if isinstance(entry, EndEntry):
+            if self.segments:
+                self.segments[-1].complete = True
+            self.ended = True
+            return
+        self._apply_part(entry)
+
+    def _apply_part(self, p: PartEntry) -> None:
+        last = self.segments[-1] if self.segments else None
+        if last is not None and p.msn == last.msn and not last.complete:
+            if p.part != len(last.parts):
+                return  # duplicate or out of order (a replayed entry): already have it
+            last.parts.append(WindowPart(p.part, p.duration, p.independent, p.data))
+            return
+        if last is not None and p.msn <= last.msn:
+            return  # an entry we already applied (catch-up overlap)
+        if p.part != 0:
+            return  # joined mid-segment: wait for the next segment start
+        if last is not None:
+            last.complete = True
+        self.ended = False
+        self.segments.append(
+            WindowSegment(
+                msn=p.msn,
+                pdt=p.pdt,
+                generation=p.generation,
+                discontinuity=p.discontinuity and last is not None,
+                parts=[WindowPart(0, p.duration, p.independent, p.data)],
+            )
+        )
+        while len(self.segments) > self.max_segments:
+            gone = self.segments.popleft()
+            if self.segments and self.segments[0].discontinuity:
+                # "EXT-X-DISCONTINUITY-SEQUENCE ... MUST be incremented" as a discontinuity
+                # leaves the playlist, so clients keep timelines apart (RFC 8216bis 4.4.3.3).
+                self.discontinuity_sequence += 1
+            del gone
+        live_gens = {s.generation for s in self.segments}
+        newest = max(self.inits, default=None)
+        for gen in [g for g in self.inits if g not in live_gens and g != newest]:
+            del self.inits[gen]
+
+    # ---- queries ----------------------------------------------------------------------
+
+    @property
+    def position(self) -> Position | None:
+        if not self.segments:
+            return None
+        last = self.segments[-1]
+        return Position(last.msn, len(last.parts) - 1)
+
+    def segment(self, msn: int) -> WindowSegment | None:
+        if not self.segments:
+            return None
+        i = msn - self.segments[0].msn
+        if 0 <= i < len(self.segments):
+            seg = self.segments[i]
+            if seg.msn == msn:
+                return seg
+        return None
+
+    def part(self, msn: int, index: int) -> WindowPart | None:
+        seg = self.segment(msn)
+        if seg is None or not 0 <= index < len(seg.parts):
+            return None
+        return seg.parts[index]
+
+    def init(self, generation: int | None = None) -> bytes | None:
+        if generation is None:
+            return self.inits[max(self.inits)] if self.inits else None
+        return self.inits.get(generation)
+
+    def has(self, msn: int, part: int | None) -> bool:
+        """Does the playlist contain segment ``msn`` (complete), or its part ``part``?"""
+        seg = self.segment(msn)
+        if seg is None:
+            pos = self.position
+            return pos is not None and msn < pos.msn and msn < self.segments[0].msn
+        if part is None:
+            return seg.complete
+        return part < len(seg.parts) or seg.complete
+
+    def playlist_wait(self, msn: int, part: int | None, part_target: float) -> Wait:
+        """Hold, answer or refuse a blocking playlist reload (RFC 8216bis 6.2.5.2).
+
+        "If the _HLS_msn is greater than the Media Sequence Number of the last Media
+        Segment in the current Playlist plus two, or if the _HLS_part exceeds the last
+        Partial Segment in the current Playlist by the Advance Part Limit, then the
+        server SHOULD immediately return Bad Request, such as HTTP 400."
+        """
+        pos = self.position
+        if pos is None:
+            return Wait.BLOCK if msn <= 2 else Wait.TOO_FAR
+        if self.has(msn, part):
+            return Wait.READY
+        if self.ended:
+            return Wait.READY  # nothing more will come: answer with the final playlist
+        if msn > pos.msn + 2:
+            return Wait.TOO_FAR
+        if (
+            part is not None
+            and msn == pos.msn
+            and part - pos.part > advance_part_limit(part_target)
+        ):
+            return Wait.TOO_FAR
+        if part is not None and msn > pos.msn:
+            # Parts of a later segment: count parts ahead as if segments were full.
+            per_segment = max(1, len(self.segments[-1].parts))
+            ahead = (msn - pos.msn) * per_segment + part - pos.part
+            if ahead > advance_part_limit(part_target) + per_segment:
+                return Wait.TOO_FAR
+        return Wait.BLOCK
+
+    def part_wait(self, msn: int, index: int) -> Wait:
+        """A part request: the newest part's successors (the preload hint) block briefly."""
+        if self.part(msn, index) is not None:
+            return Wait.READY
+        pos = self.position
+        if pos is None:
+            return Wait.BLOCK if (msn, index) == (0, 0) else Wait.TOO_FAR
+        if msn < self.segments[0].msn:
+            return Wait.GONE
+        seg = self.segment(msn)
+        if seg is not None and seg.complete:
+            return Wait.GONE if index >= len(seg.parts) else Wait.READY
+        if self.ended:
+            return Wait.TOO_FAR
+        if (msn == pos.msn and index == pos.part + 1) or (msn == pos.msn + 1 and index == 0):
+            return Wait.BLOCK
+        return Wait.TOO_FAR
+
+
+def advance_part_limit(part_target: float) -> int:
+    """RFC 8216bis: "the Advance Part Limit ... is three divided by the Part Target
+    Duration if the Part Target Duration is less than one second, or three otherwise"."""
+    return math.floor(3 / part_target) if part_target < 1 else 3
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistContext:
+    """What a media playlist needs besides the window."""
+
+    part_target: float
+    segment_target: float
+    reports: tuple[RenditionReport, ...] = ()
+
+
+def target_duration(window: RenditionWindow, segment_target: float) -> int:
+    """EXT-X-TARGETDURATION: "The EXTINF duration of each Media Segment in a Playlist file,
+    when rounded to the nearest integer, MUST be less than or equal to the Target Duration"."""
+    longest = max((round(s.duration) for s in window.segments if s.complete), default=0)
+    return max(1, math.ceil(segment_target - 1e-9), longest)
+
+
+def segment_uri(msn: int) -> str:
+    return f"{msn}.m4s"
+
+
+def part_uri(msn: int, index: int) -> str:
+    return f"{msn}.{index}.m4s"
+
+
+def init_uri(generation: int) -> str:
+    return f"init-{generation}.mp4"
+
+
+def build_media_playlist(window: RenditionWindow, ctx: PlaylistContext) -> MediaPlaylist:
+    """The window as a typed playlist (rendered by :mod:`cascade.hls.playlist`)."""
+    segs = list(window.segments)
+    complete = [s for s in segs if s.complete]
+    partial_seg = segs[-1] if segs and not segs[-1].complete else None
+    prev_gen = segs[0].generation if segs else 0
+
+    def to_segment(s: WindowSegment) -> Segment:
+        nonlocal prev_gen
+        map_uri = init_uri(s.generation) if s.generation != prev_gen else None
+        prev_gen = s.generation
+        return Segment(
+            msn=s.msn,
+            duration=s.duration,
+            uri=segment_uri(s.msn),
+            parts=tuple(Part(p.duration, part_uri(s.msn, p.index), p.independent) for p in s.parts),
+            pdt=s.pdt,
+            discontinuity=s.discontinuity,
+            map_uri=map_uri,
+        )
+
+    segments = tuple(to_segment(s) for s in complete)
+    partial = to_segment(partial_seg) if partial_seg is not None else None
+    td = target_duration(window, ctx.segment_target)
+    hint = None
+    pos = window.position
+    if pos is not None and not window.ended:
+        last = segs[-1]
+        if last.complete or last.duration >= ctx.segment_target - ctx.part_target / 2:
+            hint = part_uri(last.msn + 1, 0)
+        else:
+            hint = part_uri(pos.msn, pos.part + 1)
+    return MediaPlaylist(
+        target_duration=td,
+        part_target=ctx.part_target,
+        media_sequence=segs[0].msn if segs else 0,
+        discontinuity_sequence=window.discontinuity_sequence,
+        map_uri=init_uri(segs[0].generation if segs else max(window.inits, default=0)),
+        segments=segments,
+        partial=partial,
+        preload_hint_uri=hint,
+        # "PART-HOLD-BACK ... MUST be at least twice the Part Target Duration"; three
+        # part targets is what the spec recommends and what players need to stay smooth.
+        part_hold_back=round(3 * ctx.part_target, 6),
+        # "CAN-SKIP-UNTIL ... MUST be at least six times the Target Duration."
+        can_skip_until=6.0 * td,
+        rendition_reports=ctx.reports,
+        ended=window.ended,
+    )
+
+
+def rendition_report(info: RenditionInfo, window: RenditionWindow) -> RenditionReport | None:
+    pos = window.position
+    if pos is None:
+        return None
+    return RenditionReport(uri=f"../{info.name}/index.m3u8", last_msn=pos.msn, last_part=pos.part)

@@ -1,0 +1,1 @@
+"""The transcoder: the program of the GPU pod (FFmpeg + Cascade's LL-HLS packager)."""

@@ -1,0 +1,423 @@
+"""The transcoder's I/O shell: runs FFmpeg, feeds the packager, publishes to Redis.
+
+One :class:`StreamRunner` per LiveStream. Each FFmpeg run is a *generation*: when the
+input drops or FFmpeg dies, the runner restarts it with exponential backoff, and the
+next run continues the segment numbering after an ``EXT-X-DISCONTINUITY``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import os
+import signal
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+
+from cascade.cmaf import parse_init
+from cascade.core import schema
+from cascade.core.schema import (
+    EndEntry,
+    Entry,
+    Health,
+    InitEntry,
+    PartEntry,
+    RenditionInfo,
+    StreamMeta,
+    StreamState,
+)
+from cascade.core.settings import TranscoderSettings
+from cascade.core.spec import LiveStream, Mode, SourceType
+from cascade.transcoder.argv import Inputs, build_argv
+from cascade.transcoder.health import RateMeter, parse_packet_line, speed
+from cascade.transcoder.packager import RenditionPackager, Timeline
+
+log = logging.getLogger("cascade.transcoder")
+
+READ_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class RunOutcome:
+    reason: str  # CamelCase, e.g. "InputSilent", "FFmpegExited"
+    message: str
+    was_live: bool
+
+
+@dataclass(slots=True)
+class _Status:
+    state: StreamState = StreamState.STARTING
+    reason: str = "Starting"
+    restarts: int = 0
+    last_error: str = ""
+    last_part_at: float = 0.0
+    last_input_at: float = 0.0
+    started_at: float = 0.0
+    run_started_at: float = 0.0
+    run_media: float = 0.0
+    input_meter: RateMeter = field(default_factory=RateMeter)
+
+
+class StreamRunner:
+    def __init__(
+        self,
+        stream: LiveStream,
+        redis: Redis,
+        settings: TranscoderSettings,
+        *,
+        inputs: Inputs | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.stream = stream
+        self.name = stream.name
+        self.spec = stream.spec
+        self.redis = redis
+        self.settings = settings
+        self.inputs = inputs if inputs is not None else Inputs()
+        self.clock = clock
+        self.status = _Status()
+        self.generation = 0
+        self.next_msn = 0
+        self._proc: asyncio.subprocess.Process | None = None
+        self._stderr_tail: deque[str] = deque(maxlen=20)
+        self._inits: dict[str, bytes] = {}
+        self._peak_bps: dict[str, float] = {}
+        self._meta_written_gen = -1
+        self._seg_bytes: dict[str, tuple[int, int, float]] = {}  # rendition -> (msn, bytes, dur)
+        self._maxlen = self._window_entries()
+
+    def _window_entries(self) -> int:
+        d = self.spec.delivery
+        parts_per_segment = max(1, d.segment_duration_ms // d.part_duration_ms)
+        # The window plus slack: a segment longer than the target (passthrough) has more parts.
+        return (d.window_segments + 2) * parts_per_segment * 2 + 8
+
+    # ---- lifecycle -------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Run until cancelled; then end the stream cleanly (EXT-X-ENDLIST)."""
+        self.status.started_at = self.clock()
+        await self.redis.sadd(schema.STREAMS_SET, self.name)
+        health_task = asyncio.create_task(self._health_loop(), name=f"health:{self.name}")
+        backoff = self.settings.backoff_initial_seconds
+        try:
+            while True:
+                outcome = await self._run_once()
+                self.status.restarts += 1
+                self.status.state = StreamState.RECONNECTING
+                self.status.reason = outcome.reason
+                self.status.last_error = outcome.message
+                log.warning(
+                    "stream %s: %s (%s); restarting in %.1fs",
+                    self.name,
+                    outcome.reason,
+                    outcome.message,
+                    backoff,
+                )
+                await self._write_health()
+                await asyncio.sleep(backoff)
+                backoff = (
+                    self.settings.backoff_initial_seconds
+                    if outcome.was_live
+                    else min(backoff * 2, self.settings.backoff_max_seconds)
+                )
+                self.generation += 1
+        finally:
+            health_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await health_task
+            await self._kill()
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._end())
+
+    async def _end(self) -> None:
+        self.status.state = StreamState.ENDED
+        self.status.reason = "Stopped"
+        pipe = self.redis.pipeline(transaction=False)
+        for r in self.spec.transcode.renditions:
+            pipe.xadd(
+                schema.parts_key(self.name, r.name),
+                schema.encode_entry(EndEntry(self.generation)),  # type: ignore[arg-type]
+                maxlen=self._maxlen,
+                approximate=True,
+            )
+        pipe.hset(schema.health_key(self.name), mapping=self._health().encode())  # type: ignore[arg-type]
+        await pipe.execute()
+
+    async def _kill(self) -> None:
+        proc = self._proc
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), 3)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    # ---- one FFmpeg run --------------------------------------------------------------
+
+    async def _run_once(self) -> RunOutcome:
+        renditions = self.spec.transcode.renditions
+        timeline = Timeline()
+        packagers = {
+            r.name: RenditionPackager(
+                segment_target=self.spec.delivery.segment_duration_ms / 1000,
+                timeline=timeline,
+                first_msn=self.next_msn,
+                generation=self.generation,
+            )
+            for r in renditions
+        }
+        pipes = [os.pipe() for _ in range(len(renditions) + 1)]
+        read_fds = [r for r, _ in pipes]
+        write_fds = [w for _, w in pipes]
+        sdp_file = None
+        inputs = self.inputs
+        if self.spec.source.type is SourceType.RTP:
+            assert self.spec.source.rtp is not None
+            sdp_file = tempfile.NamedTemporaryFile("w", suffix=".sdp", delete=False)  # noqa: SIM115
+            sdp_file.write(self.spec.source.rtp.sdp)
+            sdp_file.close()
+            inputs = dataclasses.replace(inputs, sdp_path=sdp_file.name)
+        argv = build_argv(
+            self.spec, inputs, ffmpeg=self.settings.ffmpeg, fds=(write_fds[:-1], write_fds[-1])
+        )
+        self.status.state = StreamState.STARTING
+        self.status.reason = (
+            "Starting" if self.spec.source.type is SourceType.TEST else "WaitingForInput"
+        )
+        self.status.run_started_at = self.clock()
+        self._stderr_tail.clear()
+        log.info("stream %s: starting ffmpeg (generation %d)", self.name, self.generation)
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=write_fds,
+                # Own process group: a Ctrl-C in the terminal reaches us, and we stop FFmpeg.
+                start_new_session=True,
+            )
+        except OSError as exc:
+            for fd in read_fds + write_fds:
+                os.close(fd)
+            return RunOutcome("FFmpegNotStarted", str(exc), was_live=False)
+        for fd in write_fds:
+            os.close(fd)
+        proc = self._proc
+        tasks = [
+            asyncio.create_task(self._read_rendition(fd, r.name, packagers[r.name]))
+            for fd, r in zip(read_fds[:-1], renditions, strict=True)
+        ]
+        tasks.append(asyncio.create_task(self._read_packet_log(read_fds[-1])))
+        stderr_task = asyncio.create_task(self._read_stderr(proc))
+        watchdog = asyncio.create_task(self._watchdog())
+        exit_wait = asyncio.create_task(proc.wait())
+        try:
+            done, _ = await asyncio.wait({watchdog, exit_wait}, return_when=asyncio.FIRST_COMPLETED)
+            silent = watchdog in done and watchdog.result()
+            if silent:
+                await self._kill()
+            # Drain what FFmpeg wrote before it went away: those parts are real.
+            await asyncio.wait(tasks, timeout=2)
+            await asyncio.wait({stderr_task}, timeout=1)
+        finally:
+            for t in (*tasks, stderr_task, watchdog, exit_wait):
+                t.cancel()
+            await asyncio.gather(*tasks, stderr_task, watchdog, exit_wait, return_exceptions=True)
+            await self._kill()
+            if sdp_file is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(sdp_file.name)
+        self.next_msn = max(p.next_msn for p in packagers.values())
+        was_live = any(p.stats.parts for p in packagers.values())
+        if silent:
+            return RunOutcome(
+                "InputSilent",
+                f"no media from the input for {self.settings.stream_timeout:g} s",
+                was_live,
+            )
+        code = proc.returncode
+        tail = self._stderr_tail[-1] if self._stderr_tail else ""
+        if code == 0:
+            return RunOutcome("InputEnded", tail or "the input ended", was_live)
+        how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
+        return RunOutcome(
+            "FFmpegExited", f"ffmpeg exited with {how}" + (f": {tail}" if tail else ""), was_live
+        )
+
+    async def _watchdog(self) -> bool:
+        """True when the input went silent (no part for STREAM_TIMEOUT after it was live)."""
+        timeout = self.settings.stream_timeout
+        idle_after = self.spec.idle_timeout_seconds
+        while True:
+            await asyncio.sleep(min(0.5, timeout / 4))
+            now = self.clock()
+            last = self.status.last_part_at
+            if last >= self.status.run_started_at and last > 0:
+                if now - last > timeout:
+                    return True
+                continue
+            idle = idle_after and now - self.status.run_started_at > idle_after
+            if idle and self.status.state is not StreamState.IDLE:
+                self.status.state = StreamState.IDLE
+                self.status.reason = "NoInput"
+                self.status.last_error = f"no input for {idle_after} s"
+
+    async def _open_reader(self, fd: int) -> asyncio.StreamReader:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=READ_CHUNK * 4)
+        pipe = os.fdopen(fd, "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+        return reader
+
+    async def _read_rendition(self, fd: int, rendition: str, packager: RenditionPackager) -> None:
+        reader = await self._open_reader(fd)
+        while data := await reader.read(READ_CHUNK):
+            now = self.clock()
+            try:
+                entries = packager.feed(data, now)
+            except ValueError as exc:  # a broken fragment from FFmpeg: end this run
+                self._stderr_tail.append(f"packager: {exc}")
+                log.error("stream %s/%s: %s", self.name, rendition, exc)
+                await self._kill()
+                return
+            if entries:
+                await self._publish(rendition, packager, entries)
+
+    async def _read_packet_log(self, fd: int) -> None:
+        reader = await self._open_reader(fd)
+        meter = self.status.input_meter
+        while line := await reader.readline():
+            packet = parse_packet_line(line.decode(errors="replace"))
+            if packet is not None:
+                now = self.clock()
+                meter.add(now, packet.size, 1 if packet.stream == 0 else 0)
+                self.status.last_input_at = now
+
+    async def _read_stderr(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stderr is not None
+        while line := await proc.stderr.readline():
+            text = line.decode(errors="replace").strip()
+            if text:
+                self._stderr_tail.append(text)
+                log.debug("ffmpeg[%s]: %s", self.name, text)
+
+    # ---- publishing ------------------------------------------------------------------
+
+    async def _publish(
+        self, rendition: str, packager: RenditionPackager, entries: list[Entry]
+    ) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        key = schema.parts_key(self.name, rendition)
+        for entry in entries:
+            if isinstance(entry, InitEntry):
+                self._inits[rendition] = entry.data
+                pipe.set(schema.init_key(self.name, rendition), entry.data)
+            elif isinstance(entry, PartEntry):
+                self._track_bandwidth(rendition, entry)
+                self.status.last_part_at = packager.stats.last_part_at
+                self.status.run_media = packager.stats.media_end
+                if self.status.state is not StreamState.LIVE:
+                    self.status.state = StreamState.LIVE
+                    self.status.reason = "Ingesting"
+            pipe.xadd(key, schema.encode_entry(entry), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+        meta = self._meta_if_ready()
+        if meta is not None:
+            pipe.hset(schema.meta_key(self.name), mapping=meta.encode())  # type: ignore[arg-type]
+        await pipe.execute()
+
+    def _track_bandwidth(self, rendition: str, part: PartEntry) -> None:
+        msn, size, dur = self._seg_bytes.get(rendition, (part.msn, 0, 0.0))
+        if part.msn != msn:
+            if dur > 0:
+                self._peak_bps[rendition] = max(self._peak_bps.get(rendition, 0.0), size * 8 / dur)
+            msn, size, dur = part.msn, 0, 0.0
+        self._seg_bytes[rendition] = (msn, size + len(part.data), dur + part.duration)
+
+    def _meta_if_ready(self) -> StreamMeta | None:
+        """The stream's metadata once every rendition's init is known (codecs come from it)."""
+        renditions = self.spec.transcode.renditions
+        if any(r.name not in self._inits for r in renditions):
+            return None
+        passthrough = self.spec.transcode.mode is Mode.PASSTHROUGH
+        if passthrough and any(r.name not in self._peak_bps for r in renditions):
+            return None  # bandwidth unknown until a whole segment was measured
+        if self._meta_written_gen == self.generation:
+            return None
+        infos = []
+        for r in renditions:
+            init = parse_init(self._inits[r.name])
+            audio = (
+                self.spec.transcode.audio.bitrate_kbps * 1000
+                if self.spec.transcode.audio.enabled
+                else 0
+            )
+            configured = 0 if passthrough else int((r.video_bitrate_kbps * 1000 + audio) * 1.1)
+            peak = int(self._peak_bps.get(r.name, 0.0))
+            video = init.video
+            infos.append(
+                RenditionInfo(
+                    name=r.name,
+                    bandwidth=max(configured, peak),
+                    codecs=init.codecs,
+                    width=(video.width if video is not None else None) or r.width,
+                    height=(video.height if video is not None else None) or r.height,
+                    frame_rate=float(self.spec.transcode.frame_rate),
+                )
+            )
+        self._meta_written_gen = self.generation
+        d = self.spec.delivery
+        return StreamMeta(
+            renditions=tuple(infos),
+            part_target=d.part_duration_ms / 1000,
+            segment_target=d.segment_duration_ms / 1000,
+            window_segments=d.window_segments,
+            state=StreamState.LIVE,
+            generation=self.generation,
+            access=d.access.value,
+        )
+
+    # ---- health ----------------------------------------------------------------------
+
+    def _health(self) -> Health:
+        now = self.clock()
+        s = self.status
+        return Health(
+            state=s.state,
+            input_bitrate_kbps=s.input_meter.bitrate_kbps(now),
+            fps=s.input_meter.fps(now),
+            speed=speed(s.run_media, now - s.run_started_at) if s.run_started_at else 0.0,
+            last_part_at=s.last_part_at,
+            restarts=s.restarts,
+            last_error=s.last_error,
+            reason=s.reason,
+            updated_at=now,
+        )
+
+    async def _write_health(self) -> None:
+        key = schema.health_key(self.name)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hset(key, mapping=self._health().encode())  # type: ignore[arg-type]
+        # Stale health must vanish: a dead transcoder cannot claim to be live.
+        pipe.expire(key, max(5, int(self.settings.health_interval_seconds * 10)))
+        await pipe.execute()
+
+    async def _health_loop(self) -> None:
+        while True:
+            try:
+                await self._write_health()
+            except Exception as exc:  # Redis down: keep transcoding, report when back
+                log.warning("stream %s: health not written: %s", self.name, exc)
+            await asyncio.sleep(self.settings.health_interval_seconds)
