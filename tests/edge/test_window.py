@@ -1,0 +1,155 @@
+"""The edge's live window: entries in, LL-HLS decisions and playlists out (pure)."""
+
+from __future__ import annotations
+
+import pytest
+
+from cascade.core.schema import EndEntry, InitEntry, PartEntry
+from cascade.edge.window import (
+    PlaylistContext,
+    RenditionWindow,
+    Wait,
+    advance_part_limit,
+    build_media_playlist,
+)
+from cascade.hls.playlist import render_media_playlist
+from cascade.hls.rules import check_media_playlist
+
+PDT0 = 1_800_000_000.0
+CTX = PlaylistContext(part_target=0.1, segment_target=0.5)
+
+
+def part(msn: int, index: int, *, gen: int = 0, disc: bool = False) -> PartEntry:
+    return PartEntry(
+        msn=msn,
+        part=index,
+        duration=0.1,
+        independent=index == 0,
+        pdt=PDT0 + msn * 0.5 + index * 0.1,
+        data=f"{msn}.{index}".encode(),
+        discontinuity=disc,
+        generation=gen,
+    )
+
+
+def filled(segments: int, parts_in_last: int = 5, *, max_segments: int = 24) -> RenditionWindow:
+    w = RenditionWindow("360p", max_segments=max_segments)
+    w.apply(InitEntry(b"init", 0))
+    for msn in range(segments):
+        n = 5 if msn < segments - 1 else parts_in_last
+        for i in range(n):
+            w.apply(part(msn, i))
+    return w
+
+
+def test_parts_accumulate_and_close_segments() -> None:
+    w = filled(3, parts_in_last=2)
+    assert [s.msn for s in w.segments] == [0, 1, 2]
+    assert [s.complete for s in w.segments] == [True, True, False]
+    assert w.segment(1) is not None and w.segment(1).data == b"1.01.11.21.31.4"  # type: ignore[union-attr]
+    assert w.position is not None and (w.position.msn, w.position.part) == (2, 1)
+
+
+def test_replayed_and_out_of_order_entries_are_ignored() -> None:
+    w = filled(2, parts_in_last=3)
+    w.apply(part(1, 1))  # replay (catch-up overlap)
+    w.apply(part(0, 4))
+    w.apply(part(1, 4))  # a gap: part 3 missing
+    assert [len(s.parts) for s in w.segments] == [5, 3]
+
+
+def test_joining_mid_segment_waits_for_the_next_segment_start() -> None:
+    w = RenditionWindow("360p", max_segments=10)
+    w.apply(part(7, 3))
+    assert w.position is None
+    w.apply(part(8, 0))
+    assert w.position is not None and w.position.msn == 8
+
+
+def test_window_slides_and_counts_discontinuities() -> None:
+    w = RenditionWindow("360p", max_segments=3)
+    w.apply(InitEntry(b"a", 0))
+    w.apply(part(0, 0))
+    w.apply(InitEntry(b"b", 1))
+    w.apply(part(1, 0, gen=1, disc=True))
+    for msn in range(2, 5):
+        w.apply(part(msn, 0, gen=1))
+    assert [s.msn for s in w.segments] == [2, 3, 4]
+    assert w.discontinuity_sequence == 1
+    assert w.inits == {1: b"b"}  # the first generation's init left with its segments
+
+
+def test_end_closes_the_last_segment_and_the_playlist() -> None:
+    w = filled(2, parts_in_last=2)
+    w.apply(EndEntry())
+    assert w.ended and w.segments[-1].complete
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert text.rstrip().endswith("#EXT-X-ENDLIST")
+    assert "PRELOAD-HINT" not in text
+
+
+def test_advance_part_limit_follows_the_rfc() -> None:
+    assert advance_part_limit(0.1) == 30
+    assert advance_part_limit(0.333) == 9
+    assert advance_part_limit(1.0) == 3
+    assert advance_part_limit(2.0) == 3
+
+
+@pytest.mark.parametrize(
+    ("msn", "part", "expected"),
+    [
+        (3, 2, Wait.READY),  # the newest part
+        (3, None, Wait.BLOCK),  # the growing segment is not complete yet
+        (2, None, Wait.READY),
+        (0, 0, Wait.READY),
+        (3, 3, Wait.BLOCK),  # the next part
+        (4, 0, Wait.BLOCK),
+        (5, 0, Wait.BLOCK),  # msn + 2 is still allowed
+        (6, 0, Wait.TOO_FAR),  # "greater than ... plus two": 400
+        (3, 2 + 31, Wait.TOO_FAR),  # beyond the advance part limit (30 at 100 ms parts)
+        (3, 2 + 30, Wait.BLOCK),
+    ],
+)
+def test_blocking_reload_decisions(msn: int, part: int | None, expected: Wait) -> None:
+    w = filled(4, parts_in_last=3)
+    assert w.playlist_wait(msn, part, 0.1) is expected
+
+
+def test_part_requests_block_only_for_the_hinted_part() -> None:
+    w = filled(4, parts_in_last=3)
+    assert w.part_wait(3, 2) is Wait.READY
+    assert w.part_wait(3, 3) is Wait.BLOCK
+    assert w.part_wait(4, 0) is Wait.BLOCK
+    assert w.part_wait(3, 4) is Wait.TOO_FAR
+    assert w.part_wait(5, 0) is Wait.TOO_FAR
+    assert w.part_wait(2, 7) is Wait.GONE
+
+
+def test_part_requests_older_than_the_window_are_gone() -> None:
+    w = filled(6, max_segments=3)
+    assert w.part_wait(1, 0) is Wait.GONE
+
+
+def test_playlist_of_a_live_window_passes_every_ll_hls_rule() -> None:
+    w = filled(20, parts_in_last=3)
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert check_media_playlist(text) == []
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="19.3.m4s"' in text
+    assert "#EXT-X-MAP:URI=\"init-0.mp4\"" in text
+    assert "PART-HOLD-BACK=0.3" in text
+
+
+def test_preload_hint_names_the_next_segment_after_a_full_one() -> None:
+    w = filled(5, parts_in_last=5)
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="5.0.m4s"' in text
+
+
+def test_new_generation_gets_a_discontinuity_and_its_own_map() -> None:
+    w = filled(3)
+    w.apply(InitEntry(b"new", 1))
+    w.apply(part(3, 0, gen=1, disc=True))
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    before, after = text.split("#EXT-X-DISCONTINUITY\n")
+    assert 'URI="init-1.mp4"' in after and 'URI="init-1.mp4"' not in before
+    assert check_media_playlist(text) == []
