@@ -1,0 +1,43 @@
+"""The pure HLS layer: LL-HLS tags, the playlist model, renderers, parser and rule checker.
+
+Bottom floor: stdlib only, no I/O, no clock. Modules:
+
+- ``tags``: one frozen dataclass per tag we emit, with ``render()`` / ``parse()``;
+- ``playlist``: ``MediaPlaylist`` / ``Variant`` and ``render_media_playlist`` /
+  ``render_multivariant_playlist`` (called per request by the edge);
+- ``parse``: playlist text back into the model (``PlaylistError`` on malformed input);
+- ``rules``: ``check_media_playlist`` / ``check_multivariant_playlist`` return ``Violation`` s.
+"""
+
+from cascade.hls.parse import PlaylistError, parse_media_playlist, parse_multivariant_playlist
+from cascade.hls.playlist import (
+    MediaPlaylist,
+    MultivariantPlaylist,
+    Part,
+    RenditionReport,
+    Segment,
+    Variant,
+    media_playlist_version,
+    render_media_playlist,
+    render_multivariant_playlist,
+)
+from cascade.hls.rules import RULES, Violation, check_media_playlist, check_multivariant_playlist
+
+__all__ = [
+    "RULES",
+    "MediaPlaylist",
+    "MultivariantPlaylist",
+    "Part",
+    "PlaylistError",
+    "RenditionReport",
+    "Segment",
+    "Variant",
+    "Violation",
+    "check_media_playlist",
+    "check_multivariant_playlist",
+    "media_playlist_version",
+    "parse_media_playlist",
+    "parse_multivariant_playlist",
+    "render_media_playlist",
+    "render_multivariant_playlist",
+]
