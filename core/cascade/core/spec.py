@@ -265,6 +265,27 @@ class LiveStreamSpec(Model):
             raise ValueError("transcode.hardware nvenc requires scheduling.gpus >= 1")
         return self
 
+    @model_validator(mode="after")
+    def _segments_hold_whole_frames(self) -> Self:
+        # The GOP is exactly one segment (every segment starts on an IDR), so a segment
+        # must be a whole number of frames; refuse it here rather than crash the transcoder.
+        frame_rate, segment_ms = self.transcode.frame_rate, self.delivery.segment_duration_ms
+        if self.transcode.mode is Mode.TRANSCODE and (frame_rate * segment_ms) % 1000:
+            raise ValueError(
+                f"delivery.segmentDurationMs {segment_ms} is not a whole number of frames "
+                f"at transcode.frameRate {frame_rate}"
+            )
+        # FFmpeg cuts a fragment (a part) after whole frames only: a part target that is
+        # not a whole number of frames yields parts longer than EXT-X-PART-INF promises
+        # ("each Partial Segment ... MUST NOT exceed the Part Target Duration").
+        part_ms = self.delivery.part_duration_ms
+        if self.transcode.mode is Mode.TRANSCODE and (frame_rate * part_ms) % 1000:
+            raise ValueError(
+                f"delivery.partDurationMs {part_ms} is not a whole number of frames "
+                f"at transcode.frameRate {frame_rate}"
+            )
+        return self
+
 
 class ObjectMeta(Model):
     name: Annotated[str, Field(min_length=1, max_length=63, pattern=NAME_PATTERN)]

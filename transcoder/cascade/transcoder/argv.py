@@ -217,9 +217,11 @@ def _output_args(spec: LiveStreamSpec, rendition: Rendition, index: int, fd: int
         "mp4",
         # Fragmented MP4 straight to a pipe: an empty moov first (the init segment),
         # then one moof+mdat per part; a new fragment at every keyframe so segments
-        # start on an independent part; no trailer (a live pipe never ends cleanly).
+        # start on an independent part; no trailer (a live pipe never ends cleanly);
+        # negative_cts_offsets (trun v1) instead of an edit list, else FFmpeg stretches the
+        # first video sample by the AAC priming delay and the first part overruns PART-TARGET.
         "-movflags",
-        "+frag_keyframe+empty_moov+default_base_moof+skip_trailer",
+        "+frag_keyframe+empty_moov+default_base_moof+skip_trailer+negative_cts_offsets",
         "-frag_duration",
         str(part_us),
         # Hand each fragment to the pipe at once instead of filling an I/O buffer.
