@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -49,10 +48,21 @@ class Edge:
                 schema.encode_entry(entry),  # type: ignore[arg-type]
             )
 
-    async def publish_part(self, msn: int, index: int, renditions: tuple[str, ...] = ("360p", "720p")) -> None:
+    async def publish_part(
+        self, msn: int, index: int, renditions: tuple[str, ...] = ("360p", "720p")
+    ) -> None:
         for r in renditions:
-            await self.publish(r, PartEntry(msn, index, 0.1, index == 0, 1.8e9 + msn * 0.5 + index * 0.1,
-                                            f"{r}:{msn}.{index};".encode()))
+            await self.publish(
+                r,
+                PartEntry(
+                    msn,
+                    index,
+                    0.1,
+                    index == 0,
+                    1.8e9 + msn * 0.5 + index * 0.1,
+                    f"{r}:{msn}.{index};".encode(),
+                ),
+            )
 
 
 async def _announce(redis: Redis) -> None:
@@ -70,12 +80,18 @@ async def edge(redis_url: str) -> AsyncIterator[Edge]:
     redis = Redis.from_url(redis_url)
     await _announce(redis)
     port = free_port()
-    settings = EdgeSettings(redis_url=redis_url, port=port, stream_poll_seconds=0.05,
-                            blocking_timeout_factor=0.6)
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    settings = EdgeSettings(
+        redis_url=redis_url, port=port, stream_poll_seconds=0.05, blocking_timeout_factor=0.6
+    )
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
+        )
+    )
     task = asyncio.create_task(server.serve())
-    while not server.started:
+    for _ in range(500):  # uvicorn exposes no "started" event
+        if server.started:
+            break
         await asyncio.sleep(0.01)
     base = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base, timeout=5) as client:
@@ -104,7 +120,10 @@ async def test_multivariant_lists_every_rendition(edge: Edge) -> None:
     assert r.headers["content-type"] == "application/vnd.apple.mpegurl"
     assert r.headers["cache-control"] == "no-cache"
     assert check_multivariant_playlist(r.text) == []
-    assert 'BANDWIDTH=510400,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=30.000' in r.text
+    assert (
+        'BANDWIDTH=510400,CODECS="avc1.64001e,mp4a.40.2",RESOLUTION=640x360,FRAME-RATE=30.000'
+        in r.text
+    )
     assert "cam1/720p/index.m3u8" in r.text
 
 
@@ -118,7 +137,9 @@ async def test_media_playlist_follows_the_ll_hls_rules(edge: Edge) -> None:
 
 
 async def test_blocking_reload_waits_for_the_part(edge: Edge) -> None:
-    request = asyncio.create_task(edge.client.get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=2"))
+    request = asyncio.create_task(
+        edge.client.get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=2")
+    )
     await asyncio.sleep(0.15)
     assert not request.done(), "answered before the part existed"
     await edge.publish_part(11, 2)
@@ -174,7 +195,9 @@ async def test_end_of_stream_ends_the_playlist(edge: Edge) -> None:
 
 async def test_new_generation_brings_its_init_and_a_discontinuity(edge: Edge) -> None:
     await edge.publish("360p", InitEntry(b"init-gen1", 1))
-    await edge.publish("360p", PartEntry(12, 0, 0.1, True, 1.8e9 + 10, b"x", discontinuity=True, generation=1))
+    await edge.publish(
+        "360p", PartEntry(12, 0, 0.1, True, 1.8e9 + 10, b"x", discontinuity=True, generation=1)
+    )
     r = await edge.client.get("/live/cam1/360p/index.m3u8?_HLS_msn=12&_HLS_part=0")
     assert "#EXT-X-DISCONTINUITY\n" in r.text and 'URI="init-1.mp4"' in r.text
     assert (await edge.client.get("/live/cam1/360p/init-1.mp4")).content == b"init-gen1"
@@ -243,5 +266,3 @@ async def test_stream_removed_from_redis_disappears(edge: Edge) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the edge kept serving a removed stream")
-
-

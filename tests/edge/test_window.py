@@ -61,7 +61,7 @@ def test_replayed_and_out_of_order_entries_are_ignored() -> None:
 def test_joining_mid_segment_waits_for_the_next_segment_start() -> None:
     w = RenditionWindow("360p", max_segments=10)
     w.apply(part(7, 3))
-    assert w.position is None
+    assert not w.segments
     w.apply(part(8, 0))
     assert w.position is not None and w.position.msn == 8
 
@@ -75,6 +75,20 @@ def test_window_slides_and_counts_discontinuities() -> None:
     for msn in range(2, 5):
         w.apply(part(msn, 0, gen=1))
     assert [s.msn for s in w.segments] == [2, 3, 4]
+    assert w.discontinuity_sequence == 1  # segment 1 carried the tag and is gone
+
+
+def test_discontinuity_sequence_rises_only_when_the_tagged_segment_leaves() -> None:
+    w = RenditionWindow("360p", max_segments=2)
+    w.apply(InitEntry(b"a", 0))
+    w.apply(part(0, 0))
+    w.apply(InitEntry(b"b", 1))
+    w.apply(part(1, 0, gen=1, disc=True))
+    w.apply(part(2, 0, gen=1))  # segment 0 leaves: 1 is first and still tagged
+    assert w.discontinuity_sequence == 0
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert "#EXT-X-DISCONTINUITY\n" in text and "DISCONTINUITY-SEQUENCE" not in text
+    w.apply(part(3, 0, gen=1))  # the tagged segment leaves
     assert w.discontinuity_sequence == 1
     assert w.inits == {1: b"b"}  # the first generation's init left with its segments
 
@@ -135,7 +149,7 @@ def test_playlist_of_a_live_window_passes_every_ll_hls_rule() -> None:
     text = render_media_playlist(build_media_playlist(w, CTX))
     assert check_media_playlist(text) == []
     assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="19.3.m4s"' in text
-    assert "#EXT-X-MAP:URI=\"init-0.mp4\"" in text
+    assert '#EXT-X-MAP:URI="init-0.mp4"' in text
     assert "PART-HOLD-BACK=0.3" in text
 
 

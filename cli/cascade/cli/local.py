@@ -19,6 +19,7 @@ import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from redis.asyncio import Redis
 
@@ -84,6 +85,7 @@ class LocalStack:
         self.edge: asyncio.subprocess.Process | None = None
         self.streams: dict[str, Child] = {}
         self.errors: dict[str, str] = {}  # file -> last reported error
+        self.file_names: dict[Path, str] = {}  # file -> stream name of its last good parse
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -194,9 +196,10 @@ class LocalStack:
                 stream = parse_manifest(path.read_text(), source=str(path))
             except (ManifestError, OSError, UnicodeDecodeError) as exc:
                 current_errors[str(path)] = str(exc)
-                # Keep a running stream whose file was broken by an edit.
-                broken.add(path.stem)
+                # Keep the running stream of a file broken by an edit.
+                broken.add(self.file_names.get(path, path.stem))
                 continue
+            self.file_names[path] = stream.name
             if stream.name in desired:
                 current_errors[str(path)] = (
                     f"{path}: stream name {stream.name!r} is already used by another file"

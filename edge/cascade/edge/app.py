@@ -156,6 +156,11 @@ def create_app(settings: EdgeSettings, *, redis: Redis | None = None) -> FastAPI
             raise HttpError(400, "_HLS_skip must be YES or v2")
         if msn is not None:
             await _block_playlist(view, feed, msn, part, settings, metrics)
+        elif feed.window.position is None:
+            # Not a single part yet (the stream is starting): a playlist without segments
+            # and without a preload hint sends hls.js into a reload loop, so wait for the
+            # first part like a blocking request does, then answer 503 "starting".
+            await _block_playlist(view, feed, 0, 0, settings, metrics, starting=True)
         ctx = PlaylistContext(
             part_target=view.meta.part_target,
             segment_target=view.meta.segment_target,
@@ -331,6 +336,8 @@ async def _block_playlist(
     part: int | None,
     settings: EdgeSettings,
     metrics: Metrics,
+    *,
+    starting: bool = False,
 ) -> None:
     deadline = asyncio.get_running_loop().time() + _timeout(view, settings)
     with metrics.blocked():
@@ -346,6 +353,8 @@ async def _block_playlist(
                 )
             remaining = deadline - asyncio.get_running_loop().time()
             if remaining <= 0 or not await feed.signal.wait(remaining):
+                if starting:
+                    raise HttpError(503, f"stream {view.name!r} is starting: no part yet, retry")
                 raise HttpError(503, f"segment {msn} part {part} did not arrive in time")
 
 

@@ -109,11 +109,12 @@ class RenditionWindow:
         )
         while len(self.segments) > self.max_segments:
             gone = self.segments.popleft()
-            if self.segments and self.segments[0].discontinuity:
-                # "EXT-X-DISCONTINUITY-SEQUENCE ... MUST be incremented" as a discontinuity
-                # leaves the playlist, so clients keep timelines apart (RFC 8216bis 4.4.3.3).
+            if gone.discontinuity:
+                # "If the server removes a Media Segment from the Playlist that has an
+                # EXT-X-DISCONTINUITY tag, the server MUST increment the value of the
+                # EXT-X-DISCONTINUITY-SEQUENCE tag" (RFC 8216bis 6.2.1). Not before: while
+                # the tagged segment is first, its tag still counts (hls.js checks this).
                 self.discontinuity_sequence += 1
-            del gone
         live_gens = {s.generation for s in self.segments}
         newest = max(self.inits, default=None)
         for gen in [g for g in self.inits if g not in live_gens and g != newest]:

@@ -255,7 +255,9 @@
       return;
     }
 
-    var text = data.type + ': ' + data.details + (code ? ' (HTTP ' + code + ')' : '');
+    var why = data.reason || (data.error && data.error.message) || '';
+    var text = data.type + ': ' + data.details + (code ? ' (HTTP ' + code + ')' : '') +
+      (why ? ' – ' + why : '');
     this.fatal(text);
     var now = Date.now();
 
