@@ -103,6 +103,11 @@ BAD: dict[str, tuple[Check, str]] = {
         sub(LIVE, "#EXT-X-MEDIA-SEQUENCE:100", "#EXT-X-MEDIA-SEQUENCE:99"), previous=LIVE
     ),
     "segment-changed": media(sub(LIVE, "\n105.m4s\n", "\n105-again.m4s\n"), previous=LIVE),
+    # The bug hls.js caught: the sequence rose while the tagged segment was still listed.
+    "discontinuity-sequence": media(
+        sub(LIVE, "#EXT-X-MEDIA-SEQUENCE:100", "#EXT-X-MEDIA-SEQUENCE:100\n#EXT-X-DISCONTINUITY-SEQUENCE:1"),
+        previous=LIVE,
+    ),
     "stream-inf-bandwidth": multi(
         sub(MULTI, "#EXT-X-STREAM-INF:BANDWIDTH=800000,", "#EXT-X-STREAM-INF:")
     ),

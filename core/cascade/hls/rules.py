@@ -74,6 +74,7 @@ RULES: Mapping[str, str] = MappingProxyType(
         "version": "RFC 8216bis 8 MUST: EXT-X-VERSION high enough for the features used",
         "media-sequence-decrease": "RFC 8216bis 6.2.1: the media sequence never decreases",
         "segment-changed": "RFC 8216bis 6.2.1: a segment keeps its URI and duration",
+        "discontinuity-sequence": "RFC 8216bis 6.2.1: a segment keeps its discontinuity sequence number",
         "stream-inf-bandwidth": "RFC 8216bis 4.4.6.2 MUST: BANDWIDTH on EXT-X-STREAM-INF",
         "cascade-stream-inf-codecs": "Cascade (RFC SHOULD): CODECS on EXT-X-STREAM-INF",
         "cascade-stream-inf-resolution": "Cascade (RFC recommended): RESOLUTION",
@@ -106,6 +107,7 @@ class _SegRef:
     pdt_line: int = 0
     discontinuity: bool = False
     msn: int = 0
+    dsn: int = 0  # discontinuity sequence number
 
     def pending(self) -> bool:
         return bool(self.parts) or self.pdt is not None or self.discontinuity
@@ -117,6 +119,7 @@ class _Media:
     version_line: int | None = None
     target_duration: int | None = None
     media_sequence: int | None = None
+    discontinuity_sequence: int = 0
     control: ServerControlTag | None = None
     control_line: int | None = None
     part_inf: PartInfTag | None = None
@@ -180,6 +183,8 @@ def _scan(lines: list[Line], out: list[Violation]) -> _Media:
                 media.version_line = line.number
             elif name == "EXT-X-MEDIA-SEQUENCE":
                 media.media_sequence = _decimal_integer(line, "syntax", out)
+            elif name == "EXT-X-DISCONTINUITY-SEQUENCE":
+                media.discontinuity_sequence = _decimal_integer(line, "syntax", out) or 0
             elif name == "EXT-X-SERVER-CONTROL":
                 media.control = ServerControlTag.from_value(value)
                 media.control_line = line.number
@@ -201,10 +206,14 @@ def _scan(lines: list[Line], out: list[Violation]) -> _Media:
         pending.line = pending.parts[0].line if pending.parts else pending.pdt_line
         media.partial = pending
     base = (media.media_sequence or 0) + (media.skips[0][1].skipped_segments if media.skips else 0)
+    dsn = media.discontinuity_sequence
     for i, seg in enumerate(media.segments):
         seg.msn = base + i
+        dsn += seg.discontinuity
+        seg.dsn = dsn
     if media.partial is not None:
         media.partial.msn = base + len(media.segments)
+        media.partial.dsn = dsn + media.partial.discontinuity
     return media
 
 
@@ -438,6 +447,13 @@ def _check_update(prev: _Media, cur: _Media, out: list[Violation]) -> None:
                 f"now {seg.uri} ({seg.duration:.5f} s)"
             )
             out.append(Violation("segment-changed", seg.line, msg))
+        # "The EXT-X-DISCONTINUITY-SEQUENCE tag ... If the server removes a Media Segment
+        # from the Playlist that has an EXT-X-DISCONTINUITY tag, the server MUST increment
+        # the value": a segment's discontinuity sequence number never changes between
+        # reloads (hls.js refuses the playlist: "discontinuity sequence mismatch").
+        if not cur.skips and not prev.skips and old.dsn != seg.dsn:
+            msg = f"segment {seg.msn} had discontinuity sequence {old.dsn}, now {seg.dsn}"
+            out.append(Violation("discontinuity-sequence", seg.line, msg))
 
 
 def _sorted(out: list[Violation]) -> list[Violation]:
