@@ -68,7 +68,7 @@ def test_minimal_manifest_gets_the_design_defaults() -> None:
     # Ultra-low-latency timing: 500 ms segments of 100 ms parts.
     assert spec.delivery.segment_duration_ms == 500
     assert spec.delivery.part_duration_ms == 100
-    assert spec.delivery.window_segments == 12
+    assert spec.delivery.window_segments == 24
     assert spec.delivery.access.value == "public"
 
     assert spec.scheduling.gpus == 0

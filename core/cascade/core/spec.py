@@ -213,7 +213,8 @@ class Delivery(Model):
 
     segment_duration_ms: Annotated[int, Field(ge=200, le=10000)] = 500
     part_duration_ms: Annotated[int, Field(ge=50, le=2000)] = 100
-    window_segments: Annotated[int, Field(ge=3, le=600)] = 12
+    # 24 x 500 ms = 12 s: twice CAN-SKIP-UNTIL (6 target durations), so delta updates skip.
+    window_segments: Annotated[int, Field(ge=3, le=600)] = 24
     access: Access = Access.PUBLIC
 
     @model_validator(mode="after")
