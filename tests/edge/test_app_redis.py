@@ -25,7 +25,7 @@ from cascade.core.settings import EdgeSettings
 from cascade.edge.app import create_app
 from cascade.hls.rules import check_media_playlist, check_multivariant_playlist
 
-from ..conftest import free_port
+from ..conftest import RedisServer, free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_task_leaks")]
 
@@ -103,7 +103,7 @@ async def edge(redis_url: str) -> AsyncIterator[Edge]:
         yield e
     server.should_exit = True
     await task
-    await redis.aclose()
+    await e.redis.aclose()
 
 
 async def _wait_for(client: httpx.AsyncClient, path: str) -> None:
@@ -266,3 +266,23 @@ async def test_stream_removed_from_redis_disappears(edge: Edge) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the edge kept serving a removed stream")
+
+
+async def test_edge_catches_up_by_itself_after_redis_restarts_empty(
+    edge: Edge, redis_server: RedisServer
+) -> None:
+    await edge.redis.aclose()
+    redis_server.restart()  # same port, no data: stream ids start again from zero
+    for _ in range(100):
+        if (await edge.client.get("/health")).status_code == 503:
+            break
+        await asyncio.sleep(0.02)
+    # The transcoders re-announce the stream and go on publishing (msn 12 onward).
+    edge.redis = Redis.from_url(redis_server.url)
+    await _announce(edge.redis)
+    for i in range(3):
+        await edge.publish_part(12, i)
+    await _wait_for(edge.client, "/live/cam1/360p/12.2.m4s")
+    await _wait_for(edge.client, "/health")  # pooled connections to the old server fail once each
+    r = await edge.client.get("/live/cam1/360p/index.m3u8")
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="12.3.m4s"' in r.text

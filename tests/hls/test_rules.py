@@ -105,7 +105,11 @@ BAD: dict[str, tuple[Check, str]] = {
     "segment-changed": media(sub(LIVE, "\n105.m4s\n", "\n105-again.m4s\n"), previous=LIVE),
     # The bug hls.js caught: the sequence rose while the tagged segment was still listed.
     "discontinuity-sequence": media(
-        sub(LIVE, "#EXT-X-MEDIA-SEQUENCE:100", "#EXT-X-MEDIA-SEQUENCE:100\n#EXT-X-DISCONTINUITY-SEQUENCE:1"),
+        sub(
+            LIVE,
+            "#EXT-X-MEDIA-SEQUENCE:100",
+            "#EXT-X-MEDIA-SEQUENCE:100\n#EXT-X-DISCONTINUITY-SEQUENCE:1",
+        ),
         previous=LIVE,
     ),
     "stream-inf-bandwidth": multi(

@@ -269,7 +269,10 @@ def test_one_pipe_per_rendition_plus_the_packet_log(name: str) -> None:
     assert len(set(pipes)) == len(pipes)
     assert values_after(argv, "-f").count("mp4") == n
     movflags = values_after(argv, "-movflags")
-    assert movflags == ["+frag_keyframe+empty_moov+default_base_moof+skip_trailer+negative_cts_offsets"] * n
+    assert (
+        movflags
+        == ["+frag_keyframe+empty_moov+default_base_moof+skip_trailer+negative_cts_offsets"] * n
+    )
     if is_test:
         assert "framecrc" not in argv
     else:

@@ -119,6 +119,12 @@ class Hub:
                 pipe.hgetall(schema.meta_key(name))
                 pipe.hgetall(schema.health_key(name))
             raw = await pipe.execute()
+            if not self.connected and self.streams:
+                # Back after an outage: Redis may have restarted empty, with stream ids
+                # starting again below ours. Rebuild every window from what is there now.
+                log.warning("redis reachable again: reloading %d streams", len(self.streams))
+                self.streams.clear()
+                self._keys_changed.set()
             self.connected = True
         except (RedisError, OSError) as exc:
             self._redis_failed(exc)
@@ -142,6 +148,10 @@ class Hub:
 
     async def _update_stream(self, name: str, meta: StreamMeta, health: Health | None) -> None:
         view = self.streams.get(name)
+        if view is not None and meta.generation < view.meta.generation:
+            # The stream was deleted and created again under the same name: start afresh.
+            del self.streams[name]
+            view = None
         if view is None:
             view = StreamView(name=name, meta=meta, feeds={}, health=health)
             self.streams[name] = view

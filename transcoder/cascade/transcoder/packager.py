@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cascade.cmaf import Fmp4Reader, Fragment, InitSegment, parse_fragment
+from cascade.cmaf import Fmp4Reader, Fragment, InitSegment
 from cascade.cmaf.segmenter import Segmenter
 from cascade.core.schema import Entry, InitEntry, PartEntry
 
@@ -79,7 +79,7 @@ class RenditionPackager:
     def _place(self, fragment: Fragment, now: float) -> PartEntry | None:
         if self.init is None:
             raise ValueError("a media fragment came before any init segment (ftyp+moov)")
-        info = parse_fragment(fragment.data, self.init.info)
+        info = fragment.info  # parsed once, by the reader
         if self._segmenter is None:
             if not info.independent:
                 # A segment must start on an independent part: wait for a keyframe.

@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -90,6 +91,7 @@ class StreamRunner:
         self._inits: dict[str, bytes] = {}
         self._peak_bps: dict[str, float] = {}
         self._meta_written_gen = -1
+        self._meta: StreamMeta | None = None
         self._seg_bytes: dict[str, tuple[int, int, float]] = {}  # rendition -> (msn, bytes, dur)
         self._maxlen = self._window_entries()
 
@@ -319,24 +321,33 @@ class StreamRunner:
     async def _publish(
         self, rendition: str, packager: RenditionPackager, entries: list[Entry]
     ) -> None:
-        pipe = self.redis.pipeline(transaction=False)
         key = schema.parts_key(self.name, rendition)
+        if len(entries) == 1 and isinstance(entries[0], PartEntry) and self._meta is not None:
+            # The steady state, ten times a second: one XADD, no pipeline to set up.
+            self._note_part(rendition, packager, entries[0])
+            fields: Any = schema.encode_entry(entries[0])
+            await self.redis.xadd(key, fields, maxlen=self._maxlen, approximate=True)
+            return
+        pipe = self.redis.pipeline(transaction=False)
         for entry in entries:
             if isinstance(entry, InitEntry):
                 self._inits[rendition] = entry.data
                 pipe.set(schema.init_key(self.name, rendition), entry.data)
             elif isinstance(entry, PartEntry):
-                self._track_bandwidth(rendition, entry)
-                self.status.last_part_at = packager.stats.last_part_at
-                self.status.run_media = packager.stats.media_end
-                if self.status.state is not StreamState.LIVE:
-                    self.status.state = StreamState.LIVE
-                    self.status.reason = "Ingesting"
+                self._note_part(rendition, packager, entry)
             pipe.xadd(key, schema.encode_entry(entry), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
         meta = self._meta_if_ready()
         if meta is not None:
             pipe.hset(schema.meta_key(self.name), mapping=meta.encode())  # type: ignore[arg-type]
         await pipe.execute()
+
+    def _note_part(self, rendition: str, packager: RenditionPackager, part: PartEntry) -> None:
+        self._track_bandwidth(rendition, part)
+        self.status.last_part_at = packager.stats.last_part_at
+        self.status.run_media = packager.stats.media_end
+        if self.status.state is not StreamState.LIVE:
+            self.status.state = StreamState.LIVE
+            self.status.reason = "Ingesting"
 
     def _track_bandwidth(self, rendition: str, part: PartEntry) -> None:
         msn, size, dur = self._seg_bytes.get(rendition, (part.msn, 0, 0.0))
@@ -379,7 +390,7 @@ class StreamRunner:
             )
         self._meta_written_gen = self.generation
         d = self.spec.delivery
-        return StreamMeta(
+        self._meta = StreamMeta(
             renditions=tuple(infos),
             part_target=d.part_duration_ms / 1000,
             segment_target=d.segment_duration_ms / 1000,
@@ -388,6 +399,7 @@ class StreamRunner:
             generation=self.generation,
             access=d.access.value,
         )
+        return self._meta
 
     # ---- health ----------------------------------------------------------------------
 
@@ -412,6 +424,13 @@ class StreamRunner:
         pipe.hset(key, mapping=self._health().encode())  # type: ignore[arg-type]
         # Stale health must vanish: a dead transcoder cannot claim to be live.
         pipe.expire(key, max(5, int(self.settings.health_interval_seconds * 10)))
+        # Re-assert what edges need to find the stream, so a Redis that restarted empty
+        # is whole again within a health interval.
+        pipe.sadd(schema.STREAMS_SET, self.name)
+        if self._meta is not None:
+            pipe.hset(schema.meta_key(self.name), mapping=self._meta.encode())  # type: ignore[arg-type]
+        for rendition, init in self._inits.items():
+            pipe.set(schema.init_key(self.name, rendition), init, nx=True)
         await pipe.execute()
 
     async def _health_loop(self) -> None:
