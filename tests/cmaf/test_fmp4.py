@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import random
@@ -20,9 +21,9 @@ from cascade.cmaf import (
     Fragment,
     InitSegment,
     UnsupportedCodecError,
-    parse_fragment,
     parse_init,
 )
+from cascade.cmaf import parse_fragment as parse_fragment_full
 from cascade.cmaf.boxes import (
     AudioSampleEntry,
     AvcCBox,
@@ -47,7 +48,26 @@ from cascade.cmaf.boxes import (
     iter_boxes,
     parse_boxes,
 )
-from cascade.cmaf.fmp4 import is_sync_sample
+from cascade.cmaf.fmp4 import FragmentInfo, InitInfo, fragment_info_fast, is_sync_sample
+
+
+def parse_fragment(data: bytes, init: InitInfo) -> FragmentInfo:
+    """Both fragment readers, which must agree: the box-object one and the packager's
+    struct-only hot path (``cascade.cmaf.moof``). Every fragment test runs through both."""
+    moof = next((h for h in iter_boxes(data) if h.type == "moof"), None)
+    try:
+        full = parse_fragment_full(data, init)
+    except BoxError:
+        # Errors outside the moof (a second moof, a cut mdat) are the reader's to find;
+        # inside it the fast path may only fail the same clean way, never crash.
+        if moof is not None:
+            with contextlib.suppress(BoxError):
+                fragment_info_fast(data, moof.payload_start, moof.end, init)
+        raise
+    assert moof is not None
+    assert fragment_info_fast(data, moof.payload_start, moof.end, init) == full
+    return full
+
 
 SYNC = 0x02000000  # sample_depends_on = 2 (an I-frame)
 NON_SYNC = 0x01010000  # depends on others, sample_is_non_sync_sample = 1

@@ -34,6 +34,7 @@ from cascade.cmaf.boxes import (
     read_header,
 )
 from cascade.cmaf.codec_string import codec_string
+from cascade.cmaf.moof import scan_moof
 from cascade.cmaf.splitter import DEFAULT_MAX_BOX_SIZE, _BoxStream
 
 __all__ = [
@@ -343,6 +344,44 @@ def _parse_moof(data: bytes, moof: BoxHeader, init: InitInfo) -> FragmentInfo:
     return FragmentInfo(sequence_number, tuple(tracks), len(data))
 
 
+def fragment_info_fast(data: bytes, start: int, end: int, init: InitInfo) -> FragmentInfo:
+    """What :func:`_parse_moof` returns, from :func:`cascade.cmaf.moof.scan_moof` (the hot path)."""
+    scan = scan_moof(data, start, end)
+    if scan.sequence_number is None:
+        raise BoxError(f"moof at byte {start - 8} has no mfhd box")
+    tracks = []
+    for t in scan.trafs:
+        track = init.track(t.track_id)
+        if track is None:
+            if t.track_id in init.other_track_ids:
+                continue
+            raise BoxError(f"fragment has track {t.track_id}, which the init segment lacks")
+        if t.base_media_decode_time is None:
+            raise BoxError(f"traf of track {t.track_id} has no tfdt box")
+        trex = track.trex
+        d_dur = (
+            t.default_duration if t.default_duration is not None else trex.default_sample_duration
+        )
+        d_size = t.default_size if t.default_size is not None else trex.default_sample_size
+        d_flags = t.default_flags if t.default_flags is not None else trex.default_sample_flags
+        first = t.first_flags if t.first_flags is not None else d_flags
+        tracks.append(
+            TrackFragmentInfo(
+                track.track_id,
+                track.kind,
+                track.timescale,
+                t.base_media_decode_time,
+                t.duration + t.untimed * d_dur,
+                t.sample_count,
+                t.sample_count > 0 and is_sync_sample(first),
+                t.size + t.unsized * d_size,
+            )
+        )
+    if not tracks:
+        raise BoxError(f"moof at byte {start - 8} has no audio or video traf")
+    return FragmentInfo(scan.sequence_number, tuple(tracks), len(data))
+
+
 def parse_fragment(data: bytes, init: InitInfo) -> FragmentInfo:
     """Describe one fragment (optional styp/prft/sidx/emsg, one moof, one mdat).
 
@@ -453,7 +492,8 @@ class Fmp4Reader:
                 raise BoxError(f"fragment at stream byte {self._group} before any init segment")
             group = self._group
             data = self._stream.take(group, end)
-            info = _parse_moof(data, read_header(data, moof[0] - group), self._init.info)
+            header = read_header(data, moof[0] - group)
+            info = fragment_info_fast(data, header.payload_start, header.end, self._init.info)
             self._moof = None
             self._group = end
             return Fragment(data, info)

@@ -39,6 +39,7 @@ from cascade.core.spec import LiveStream, Mode, SourceType
 from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
 from cascade.transcoder.packager import RenditionPackager, Timeline
+from cascade.transcoder.resp import Arg, RespWriter
 
 log = logging.getLogger("cascade.transcoder")
 
@@ -94,6 +95,7 @@ class StreamRunner:
         self._meta: StreamMeta | None = None
         self._seg_bytes: dict[str, tuple[int, int, float]] = {}  # rendition -> (msn, bytes, dur)
         self._maxlen = self._window_entries()
+        self.writer = RespWriter(settings.redis_url)
 
     def _window_entries(self) -> int:
         d = self.spec.delivery
@@ -107,6 +109,10 @@ class StreamRunner:
         """Run until cancelled; then end the stream cleanly (EXT-X-ENDLIST)."""
         self.status.started_at = self.clock()
         await self.redis.sadd(schema.STREAMS_SET, self.name)
+        try:
+            await self.writer.connect()
+        except OSError as exc:  # the first send() tries again
+            log.warning("stream %s: redis not reachable yet: %s", self.name, exc)
         health_task = asyncio.create_task(self._health_loop(), name=f"health:{self.name}")
         backoff = self.settings.backoff_initial_seconds
         try:
@@ -138,20 +144,17 @@ class StreamRunner:
             await self._kill()
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._end())
+            await self.writer.close()
 
     async def _end(self) -> None:
         self.status.state = StreamState.ENDED
         self.status.reason = "Stopped"
-        pipe = self.redis.pipeline(transaction=False)
-        for r in self.spec.transcode.renditions:
-            pipe.xadd(
-                schema.parts_key(self.name, r.name),
-                schema.encode_entry(EndEntry(self.generation)),  # type: ignore[arg-type]
-                maxlen=self._maxlen,
-                approximate=True,
-            )
-        pipe.hset(schema.health_key(self.name), mapping=self._health().encode())  # type: ignore[arg-type]
-        await pipe.execute()
+        # On the parts' own connection, so the end never overtakes the last part.
+        self.writer.send(
+            *(self._xadd(r.name, EndEntry(self.generation)) for r in self.spec.transcode.renditions)
+        )
+        await self.writer.flush(2)
+        await self.redis.hset(schema.health_key(self.name), mapping=self._health().encode())  # type: ignore[arg-type]
 
     async def _kill(self) -> None:
         proc = self._proc
@@ -218,8 +221,8 @@ class StreamRunner:
         for fd in write_fds:
             os.close(fd)
         proc = self._proc
-        tasks = [
-            asyncio.create_task(self._read_rendition(fd, r.name, packagers[r.name]))
+        tasks: list[asyncio.Future[None]] = [
+            await self._read_rendition(fd, r.name, packagers[r.name])
             for fd, r in zip(read_fds[:-1], renditions, strict=True)
         ]
         tasks.append(asyncio.create_task(self._read_packet_log(read_fds[-1])))
@@ -235,9 +238,10 @@ class StreamRunner:
             await asyncio.wait(tasks, timeout=2)
             await asyncio.wait({stderr_task}, timeout=1)
         finally:
-            for t in (*tasks, stderr_task, watchdog, exit_wait):
+            waits: list[asyncio.Future[Any]] = [*tasks, stderr_task, watchdog, exit_wait]
+            for t in waits:
                 t.cancel()
-            await asyncio.gather(*tasks, stderr_task, watchdog, exit_wait, return_exceptions=True)
+            await asyncio.gather(*waits, return_exceptions=True)
             await self._kill()
             if sdp_file is not None:
                 with contextlib.suppress(OSError):
@@ -264,7 +268,9 @@ class StreamRunner:
         timeout = self.settings.stream_timeout
         idle_after = self.spec.idle_timeout_seconds
         while True:
-            await asyncio.sleep(min(0.5, timeout / 4))
+            # Coarse on purpose: every wake-up costs the packager CPU; silence is detected
+            # within a quarter of STREAM_TIMEOUT (at most 2 s) late.
+            await asyncio.sleep(min(2.0, timeout / 4))
             now = self.clock()
             last = self.status.last_part_at
             if last >= self.status.run_started_at and last > 0:
@@ -284,19 +290,39 @@ class StreamRunner:
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
         return reader
 
-    async def _read_rendition(self, fd: int, rendition: str, packager: RenditionPackager) -> None:
-        reader = await self._open_reader(fd)
-        while data := await reader.read(READ_CHUNK):
-            now = self.clock()
-            try:
-                entries = packager.feed(data, now)
-            except ValueError as exc:  # a broken fragment from FFmpeg: end this run
-                self._stderr_tail.append(f"packager: {exc}")
-                log.error("stream %s/%s: %s", self.name, rendition, exc)
-                await self._kill()
-                return
-            if entries:
-                await self._publish(rendition, packager, entries)
+    async def _read_rendition(
+        self, fd: int, rendition: str, packager: RenditionPackager
+    ) -> asyncio.Future[None]:
+        """Feed the packager straight from the pipe's callback: no task switch per read.
+
+        Returns a future that completes when FFmpeg closes the pipe.
+        """
+        loop = asyncio.get_running_loop()
+        closed: asyncio.Future[None] = loop.create_future()
+        runner = self
+
+        class Pipe(asyncio.Protocol):
+            def data_received(self, data: bytes) -> None:
+                runner._on_media(rendition, packager, data)
+
+            def connection_lost(self, exc: Exception | None) -> None:
+                if not closed.done():
+                    closed.set_result(None)
+
+        await loop.connect_read_pipe(Pipe, os.fdopen(fd, "rb", buffering=0))
+        return closed
+
+    def _on_media(self, rendition: str, packager: RenditionPackager, data: bytes) -> None:
+        try:
+            entries = packager.feed(data, self.clock())
+        except ValueError as exc:  # a broken fragment from FFmpeg: end this run
+            self._stderr_tail.append(f"packager: {exc}")
+            log.error("stream %s/%s: %s", self.name, rendition, exc)
+            if self._proc is not None and self._proc.returncode is None:
+                self._proc.kill()
+            return
+        if entries:
+            self._publish(rendition, packager, entries)
 
     async def _read_packet_log(self, fd: int) -> None:
         reader = await self._open_reader(fd)
@@ -318,28 +344,37 @@ class StreamRunner:
 
     # ---- publishing ------------------------------------------------------------------
 
-    async def _publish(
-        self, rendition: str, packager: RenditionPackager, entries: list[Entry]
-    ) -> None:
-        key = schema.parts_key(self.name, rendition)
-        if len(entries) == 1 and isinstance(entries[0], PartEntry) and self._meta is not None:
-            # The steady state, ten times a second: one XADD, no pipeline to set up.
-            self._note_part(rendition, packager, entries[0])
-            fields: Any = schema.encode_entry(entries[0])
-            await self.redis.xadd(key, fields, maxlen=self._maxlen, approximate=True)
-            return
-        pipe = self.redis.pipeline(transaction=False)
+    def _xadd(self, rendition: str, entry: Entry) -> list[Arg]:
+        args: list[Arg] = [
+            "XADD",
+            schema.parts_key(self.name, rendition),
+            "MAXLEN",
+            "~",
+            self._maxlen,
+            "*",
+        ]
+        for name, value in schema.encode_entry(entry).items():
+            args += (name, value)
+        return args
+
+    def _publish(self, rendition: str, packager: RenditionPackager, entries: list[Entry]) -> None:
+        """Write the entries (and the stream's meta once known) to Redis, in order, now."""
+        commands: list[list[Arg]] = []
         for entry in entries:
             if isinstance(entry, InitEntry):
                 self._inits[rendition] = entry.data
-                pipe.set(schema.init_key(self.name, rendition), entry.data)
+                commands.append(["SET", schema.init_key(self.name, rendition), entry.data])
             elif isinstance(entry, PartEntry):
                 self._note_part(rendition, packager, entry)
-            pipe.xadd(key, schema.encode_entry(entry), maxlen=self._maxlen, approximate=True)  # type: ignore[arg-type]
+            commands.append(self._xadd(rendition, entry))
         meta = self._meta_if_ready()
         if meta is not None:
-            pipe.hset(schema.meta_key(self.name), mapping=meta.encode())  # type: ignore[arg-type]
-        await pipe.execute()
+            hset: list[Arg] = ["HSET", schema.meta_key(self.name)]
+            for name, value in meta.encode().items():
+                hset += (name, value)
+            commands.append(hset)
+        steady = len(entries) == 1 and isinstance(entries[0], PartEntry) and meta is None
+        self.writer.send(*commands, replies=not steady)
 
     def _note_part(self, rendition: str, packager: RenditionPackager, part: PartEntry) -> None:
         self._track_bandwidth(rendition, part)
@@ -418,25 +453,34 @@ class StreamRunner:
             updated_at=now,
         )
 
-    async def _write_health(self) -> None:
+    def _health_commands(self) -> list[list[Arg]]:
         key = schema.health_key(self.name)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.hset(key, mapping=self._health().encode())  # type: ignore[arg-type]
+        hset: list[Arg] = ["HSET", key]
+        for name, value in self._health().encode().items():
+            hset += (name, value)
         # Stale health must vanish: a dead transcoder cannot claim to be live.
-        pipe.expire(key, max(5, int(self.settings.health_interval_seconds * 10)))
+        ttl = max(5, int(self.settings.health_interval_seconds * 10))
         # Re-assert what edges need to find the stream, so a Redis that restarted empty
         # is whole again within a health interval.
-        pipe.sadd(schema.STREAMS_SET, self.name)
+        commands: list[list[Arg]] = [
+            hset,
+            ["EXPIRE", key, ttl],
+            ["SADD", schema.STREAMS_SET, self.name],
+        ]
         if self._meta is not None:
-            pipe.hset(schema.meta_key(self.name), mapping=self._meta.encode())  # type: ignore[arg-type]
+            meta: list[Arg] = ["HSET", schema.meta_key(self.name)]
+            for name, value in self._meta.encode().items():
+                meta += (name, value)
+            commands.append(meta)
         for rendition, init in self._inits.items():
-            pipe.set(schema.init_key(self.name, rendition), init, nx=True)
-        await pipe.execute()
+            commands.append(["SET", schema.init_key(self.name, rendition), init, "NX"])
+        return commands
+
+    async def _write_health(self) -> None:
+        # On the parts' connection: no awaiting, and health never overtakes a part.
+        self.writer.send(*self._health_commands())
 
     async def _health_loop(self) -> None:
         while True:
-            try:
-                await self._write_health()
-            except Exception as exc:  # Redis down: keep transcoding, report when back
-                log.warning("stream %s: health not written: %s", self.name, exc)
+            await self._write_health()
             await asyncio.sleep(self.settings.health_interval_seconds)
