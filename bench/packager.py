@@ -96,26 +96,84 @@ def _wait(cond: Any, seconds: float, what: str, step: float = 0.1) -> None:
 # =========================================================================================
 
 
-def bench_cpu(seconds: float, workdir: Path) -> dict[str, Any]:
+HEVC_CLIP_SECONDS = 8
+
+
+def _make_hevc_clip(workdir: Path) -> Path:
+    """What the design's broadcasters send: 1080p30 HEVC at 20 Mbps with AAC, in MPEG-TS."""
+    clip = workdir / "hevc1080.ts"
+    log(f"cpu: encoding a {HEVC_CLIP_SECONDS} s 1080p HEVC clip (once; a source loops it)")
+    subprocess.run(
+        [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+         "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=30",
+         "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000",
+         "-t", str(HEVC_CLIP_SECONDS),
+         "-c:v", "libx265", "-preset", "ultrafast", "-b:v", "20M",
+         "-x265-params", "log-level=error:keyint=30:bframes=0",
+         "-c:a", "aac", "-b:a", "128k", "-f", "mpegts", str(clip)],
+        check=True,
+        timeout=300,
+    )  # fmt: skip
+    return clip
+
+
+def bench_cpu_hevc(seconds: float, workdir: Path) -> dict[str, Any]:
+    """The design's ingest: HEVC 1080p over SRT, decoded and re-encoded to 640x360 (CPU path)."""
+    clip = _make_hevc_clip(workdir)
+    port = free_udp_port()
+    spec = workdir / "hevc.yaml"
+    spec.write_text(
+        json.dumps(
+            {
+                "apiVersion": "cascade.dev/v1alpha1",
+                "kind": "LiveStream",
+                "metadata": {"name": "hevc"},
+                "spec": {"source": {"type": "srt", "srt": {"mode": "listener", "port": port}}},
+            }
+        )
+    )
+
+    def source(procs: Procs) -> None:
+        _wait(lambda: udp_port_bound(port), 15, "the SRT listener")
+        url = f"srt://127.0.0.1:{port}?mode=caller&latency=120000&pkt_size=1316&transtype=live"
+        procs.spawn(
+            "hevc source",
+            [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
+             "-stream_loop", "-1", "-i", str(clip), "-c", "copy", "-f", "mpegts", url],
+            stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    return bench_cpu(seconds, workdir, spec=spec, source=source)
+
+
+def bench_cpu(
+    seconds: float,
+    workdir: Path,
+    *,
+    spec: Path = DEMO_SPEC,
+    source: Callable[[Procs], None] | None = None,
+) -> dict[str, Any]:
     from cascade.core import schema
     from cascade.core.manifest import parse_manifest
 
-    stream = parse_manifest(DEMO_SPEC.read_text(), source=str(DEMO_SPEC))
+    stream = parse_manifest(spec.read_text(), source=str(spec))
     rendition = stream.spec.transcode.renditions[0].name
     procs = Procs()
     try:
         redis_url, redis_proc = start_redis(procs, workdir)
         r = _redis(redis_url)
         key = schema.parts_key(stream.name, rendition)
-        log(f"cpu: starting the transcoder program on {DEMO_SPEC.name} for {seconds:g} s")
+        log(f"cpu: starting the transcoder program on {spec.name} for {seconds:g} s")
         tx = procs.spawn(
             "transcoder",
-            [PY, "-m", "cascade.transcoder.main", "--file", str(DEMO_SPEC),
+            [PY, "-m", "cascade.transcoder.main", "--file", str(spec),
              "--bind-host", "127.0.0.1"],
             env={"REDIS_URL": redis_url, "CASCADE_LOG_LEVEL": "WARNING"},
             stop_signal=signal.SIGINT,
         )  # fmt: skip
         _wait(lambda: bool(children_named(tx.pid, "ffmpeg")), 15, "ffmpeg child")
+        if source is not None:
+            source(procs)
         _wait(lambda: _entries_added(r, key) > 5, 20, "first parts in Redis")
         time.sleep(2.0)  # warm-up: imports and FFmpeg's start are not the steady state
         (ff_pid,) = children_named(tx.pid, "ffmpeg")
@@ -138,7 +196,7 @@ def bench_cpu(seconds: float, workdir: Path) -> dict[str, Any]:
         r.close()
         packager, ffmpeg = py1 - py0, ff1 - ff0
         return {
-            "spec": str(DEMO_SPEC.relative_to(REPO)),
+            "spec": str(spec.relative_to(REPO)) if spec.is_relative_to(REPO) else spec.name,
             "wall_seconds": round(wall, 2),
             "packager_cpu_seconds": round(packager, 3),
             "ffmpeg_cpu_seconds": round(ffmpeg, 3),
@@ -580,7 +638,7 @@ def main() -> int:
         "--seconds", type=float, default=20.0, help="measurement window of each benchmark"
     )
     parser.add_argument("--streams", type=int, default=25, help="streams of the last scale step")
-    parser.add_argument("--only", default="cpu,delay,scale", help="comma-separated subset")
+    parser.add_argument("--only", default="cpu,hevc,delay,scale", help="comma-separated subset")
     # Internal: the helper process of the delay benchmark.
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     parser.add_argument("--spec", help=argparse.SUPPRESS)
@@ -594,7 +652,7 @@ def main() -> int:
     if not 1 <= args.streams <= 50:
         parser.error("--streams must be in [1, 50]")
     wanted = {w.strip() for w in args.only.split(",") if w.strip()}
-    unknown = wanted - {"cpu", "delay", "scale"}
+    unknown = wanted - {"cpu", "hevc", "delay", "scale"}
     if unknown:
         parser.error(f"unknown benchmark(s): {sorted(unknown)}")
     install_sigterm_as_interrupt()
@@ -608,6 +666,7 @@ def main() -> int:
         work = Path(tmp)
         runs: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
             "packager_cpu": ("cpu", lambda: bench_cpu(args.seconds, work)),
+            "packager_cpu_hevc_ingest": ("hevc", lambda: bench_cpu_hevc(args.seconds, work)),
             "delay": ("delay", lambda: bench_delay(args.seconds, work)),
             "passthrough_scale": ("scale", lambda: bench_scale(args.seconds, args.streams, work)),
         }
