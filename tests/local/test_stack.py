@@ -503,3 +503,22 @@ def test_changed_file_restarts_the_stream_and_an_invalid_one_is_reported(stack: 
         assert stack.get("/live/t1.m3u8")[0] == 200
     finally:
         remove_stream(stack, path, "t1")
+
+
+@pytest.mark.browser
+def test_multi_view_page_plays_several_streams_at_once(stack: Stack) -> None:
+    path = write_stream(stack, "mv2", {"type": "test", "test": {"width": 320, "height": 180}})
+    try:
+        assert_plays(stack, "mv2")
+        result = result_of(play(stack, "/watch?streams=demo,mv2", seconds=10, warmup=3))
+        for name in ("demo", "mv2"):
+            s = result["streams"][name]
+            assert s["fatal_errors"] == [], s
+            assert s["played_seconds"] >= 8, s
+            assert s["latency_median"] <= 1.5, s
+        print(
+            f"\nmulti-view latency: demo {result['streams']['demo']['latency_median']:.2f} s, "
+            f"mv2 {result['streams']['mv2']['latency_median']:.2f} s"
+        )
+    finally:
+        remove_stream(stack, path, "mv2")
