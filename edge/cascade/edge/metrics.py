@@ -1,33 +1,69 @@
-"""Prometheus metrics of one edge process (conventional names, seconds and bytes)."""
+"""Prometheus metrics of one edge process (conventional names, seconds and bytes).
+
+Request counts and latencies are kept in plain dicts and lists on the hot path (a
+``Counter.labels(...).inc()`` per request costs more than answering a part does) and
+turned into Prometheus families only when ``/metrics`` is scraped.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from cascade.edge.hub import Hub
+
+BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+
+
+class _Requests(Collector):
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, int], int] = {}
+        # route -> [count per bucket..., +Inf count], sum of seconds
+        self.buckets: dict[str, list[int]] = {}
+        self.sums: dict[str, float] = {}
+
+    def observe(self, route: str, status: int, seconds: float) -> None:
+        key = (route, status)
+        self.counts[key] = self.counts.get(key, 0) + 1
+        counts = self.buckets.get(route)
+        if counts is None:
+            counts = self.buckets[route] = [0] * (len(BUCKETS) + 1)
+        counts[bisect_left(BUCKETS, seconds)] += 1
+        self.sums[route] = self.sums.get(route, 0.0) + seconds
+
+    def collect(self) -> Iterator[CounterMetricFamily | HistogramMetricFamily]:
+        total = CounterMetricFamily(
+            "cascade_edge_requests", "HTTP requests by route and status", labels=["route", "status"]
+        )
+        for (route, status), n in sorted(self.counts.items()):
+            total.add_metric([route, str(status)], n)
+        yield total
+        latency = HistogramMetricFamily(
+            "cascade_edge_request_duration_seconds",
+            "Time to answer, blocking included",
+            labels=["route"],
+        )
+        for route, counts in sorted(self.buckets.items()):
+            cumulative, running = [], 0
+            for bound, n in zip((*map(str, BUCKETS), "+Inf"), counts, strict=True):
+                running += n
+                cumulative.append((bound, running))
+            latency.add_metric([route], cumulative, self.sums[route])
+        yield latency
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "cascade_edge_requests_total",
-            "HTTP requests by route and status",
-            ["route", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "cascade_edge_request_duration_seconds",
-            "Time to answer, blocking included",
-            ["route"],
-            registry=self.registry,
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 4),
-        )
+        self._requests = _Requests()
+        self.registry.register(self._requests)
         self.blocked_now = Gauge(
             "cascade_edge_blocked_requests",
             "Blocking playlist and part requests waiting now",
@@ -50,8 +86,7 @@ class Metrics:
         )
 
     def observe(self, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(route, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        self._requests.observe(route, status, seconds)
 
     @contextmanager
     def blocked(self) -> Iterator[None]:
