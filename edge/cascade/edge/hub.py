@@ -56,6 +56,10 @@ class RenditionFeed:
     key: str
     last_id: bytes = b"0-0"
     signal: Signal = field(default_factory=Signal)
+    # The last rendered media playlist per delta flag, keyed by the versions of every
+    # window it shows (rendition reports read the others): when a part lands, all the
+    # viewers blocked on it get the same bytes, rendered once.
+    rendered: dict[bool, tuple[tuple[int, ...], bytes]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)

@@ -150,6 +150,11 @@ async def _media_playlist(
         # without a preload hint sends hls.js into a reload loop, so wait for the first
         # part like a blocking request does, then answer 503 "starting".
         await _block_playlist(view, feed, 0, 0, settings, metrics, starting=True)
+    versions = tuple(f.window.version for f in view.feeds.values())
+    delta = skip is not None
+    cached = feed.rendered.get(delta)
+    if cached is not None and cached[0] == versions:
+        return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, cached[1], "media_playlist")
     reports = []
     for info in view.meta.renditions:
         other = view.feeds.get(info.name)
@@ -162,8 +167,9 @@ async def _media_playlist(
         segment_target=view.meta.segment_target,
         reports=tuple(reports),
     )
-    text = render_media_playlist(build_media_playlist(feed.window, ctx), skip=skip is not None)
-    return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, text.encode(), "media_playlist")
+    body = render_media_playlist(build_media_playlist(feed.window, ctx), skip=delta).encode()
+    feed.rendered[delta] = (versions, body)
+    return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, body, "media_playlist")
 
 
 async def _media_file(
