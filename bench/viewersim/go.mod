@@ -1,0 +1,3 @@
+module cascade.dev/bench/viewersim
+
+go 1.22
