@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -22,7 +23,7 @@ from cascade.core.schema import (
     StreamState,
 )
 from cascade.core.settings import EdgeSettings
-from cascade.edge.app import create_app
+from cascade.edge.app import create_app, create_server
 from cascade.hls.rules import check_media_playlist, check_multivariant_playlist
 
 from ..conftest import RedisServer, free_port
@@ -75,34 +76,56 @@ async def _announce(redis: Redis) -> None:
     await redis.sadd(schema.STREAMS_SET, "cam1")
 
 
-@pytest.fixture
-async def edge(redis_url: str) -> AsyncIterator[Edge]:
+@asynccontextmanager
+async def _running(kind: str, settings: EdgeSettings) -> AsyncIterator[None]:
+    """The edge on a real socket: Cascade's own server, or the ASGI app on uvicorn."""
+    if kind == "server":
+        server = create_server(settings)
+        await server.start("127.0.0.1", settings.port)
+        try:
+            yield
+        finally:
+            await server.stop(grace=1)
+        return
+    uv = uvicorn.Server(
+        uvicorn.Config(
+            create_app(settings),
+            host="127.0.0.1",
+            port=settings.port,
+            log_level="warning",
+            lifespan="on",
+        )
+    )
+    task = asyncio.create_task(uv.serve())
+    for _ in range(500):  # uvicorn exposes no "started" event
+        if uv.started:
+            break
+        await asyncio.sleep(0.01)
+    try:
+        yield
+    finally:
+        uv.should_exit = True
+        await task
+
+
+# Every test runs against both ways of serving the edge (as uvicorn tests both protocols).
+@pytest.fixture(params=["server", "asgi"])
+async def edge(redis_url: str, request: pytest.FixtureRequest) -> AsyncIterator[Edge]:
     redis = Redis.from_url(redis_url)
     await _announce(redis)
     port = free_port()
     settings = EdgeSettings(
         redis_url=redis_url, port=port, stream_poll_seconds=0.05, blocking_timeout_factor=0.6
     )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on"
-        )
-    )
-    task = asyncio.create_task(server.serve())
-    for _ in range(500):  # uvicorn exposes no "started" event
-        if server.started:
-            break
-        await asyncio.sleep(0.01)
-    base = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-        e = Edge(base, redis, client)
-        for msn in range(12):
-            for i in range(5 if msn < 11 else 2):
-                await e.publish_part(msn, i)
-        await _wait_for(client, "/live/cam1/360p/11.1.m4s")
-        yield e
-    server.should_exit = True
-    await task
+    async with _running(request.param, settings):
+        base = f"http://127.0.0.1:{port}"
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            e = Edge(base, redis, client)
+            for msn in range(12):
+                for i in range(5 if msn < 11 else 2):
+                    await e.publish_part(msn, i)
+            await _wait_for(client, "/live/cam1/360p/11.1.m4s")
+            yield e
     await e.redis.aclose()
 
 

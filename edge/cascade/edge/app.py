@@ -27,6 +27,7 @@ from cascade.edge.asgi import EdgeApp
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.live import HttpError
 from cascade.edge.metrics import Metrics
+from cascade.edge.server import EdgeServer
 from cascade.edge.window import Position
 
 
@@ -38,8 +39,24 @@ def _hub(request: Request) -> Hub:
 HubDep = Annotated[Hub, Depends(_hub)]
 
 
-def create_app(settings: EdgeSettings, *, redis: Redis | None = None) -> EdgeApp:
+def create_server(settings: EdgeSettings, *, redis: Redis | None = None) -> EdgeServer:
+    """The edge as it runs in production: Cascade's HTTP server with the FastAPI app behind."""
     metrics = Metrics()
+    app = build_fastapi(settings, metrics, redis=redis)
+    return EdgeServer(app, app.state, settings, metrics)
+
+
+def create_app(settings: EdgeSettings, *, redis: Redis | None = None) -> EdgeApp:
+    """The same edge as one ASGI application, for any ASGI server (uvicorn, hypercorn)."""
+    metrics = Metrics()
+    app = build_fastapi(settings, metrics, redis=redis)
+    return EdgeApp(app, settings, metrics, app.state)
+
+
+def build_fastapi(
+    settings: EdgeSettings, metrics: Metrics, *, redis: Redis | None = None
+) -> FastAPI:
+    """Player, health, status, metrics, CORS preflights; the lifespan owns Redis and the hub."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -154,7 +171,7 @@ def create_app(settings: EdgeSettings, *, redis: Redis | None = None) -> EdgeApp
         metrics.collect(hub)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    return EdgeApp(app, settings, metrics, app.state)
+    return app
 
 
 def _pos(feed: RenditionFeed | None) -> Position | None:

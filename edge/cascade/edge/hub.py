@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -27,6 +27,10 @@ log = logging.getLogger("cascade.edge.hub")
 
 XREAD_BLOCK_MS = 500
 XREAD_COUNT = 500
+
+
+class Wakeable(Protocol):
+    def wake(self) -> None: ...
 
 
 class Signal:
@@ -60,6 +64,8 @@ class RenditionFeed:
     # window it shows (rendition reports read the others): when a part lands, all the
     # viewers blocked on it get the same bytes, rendered once.
     rendered: dict[bool, tuple[tuple[int, ...], bytes]] = field(default_factory=dict)
+    # Requests held by the edge's server until a part lands (``server.Waiters``).
+    waiters: Wakeable | None = None
 
 
 @dataclass(slots=True)
@@ -88,6 +94,7 @@ class Hub:
         self.redis_errors = 0
         self._keys_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -99,17 +106,22 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        # redis-py can swallow a CancelledError that lands inside a command, and the loop
+        # then goes on; the flag ends the loops whatever happened to the cancellation.
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            while not task.done():
+                with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(task), 1)
+                task.cancel()
         self._tasks = []
 
     # ---- discovery -------------------------------------------------------------------
 
     async def _discover_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.poll_seconds)
             await self.refresh()
 
@@ -204,7 +216,7 @@ class Hub:
         return {f.key: f for v in self.streams.values() for f in v.feeds.values()}
 
     async def _read_loop(self) -> None:
-        while True:
+        while not self._stopping:
             feeds = self._feeds()
             self._keys_changed.clear()
             if not feeds:
@@ -232,6 +244,8 @@ class Hub:
                     except SchemaError as exc:
                         log.warning("%s: %s", feed.key, exc)
                 feed.signal.notify()
+                if feed.waiters is not None:
+                    feed.waiters.wake()
 
     # ---- for requests ----------------------------------------------------------------
 

@@ -13,6 +13,7 @@ hub's signal when the answer is "block", and renders with :mod:`cascade.hls.play
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
@@ -66,10 +67,25 @@ def _number(text: str, limit: int) -> int | None:
     return int(text)
 
 
-async def handle_live(
-    path: str, query: bytes, hub: Hub, settings: EdgeSettings, metrics: Metrics
-) -> Reply:
-    """Answer ``GET /live/...``; raises :class:`HttpError` for anything refused."""
+@dataclass(slots=True)
+class Pending:
+    """A request held until its part exists: ``check()`` answers it once it can.
+
+    ``check`` returns the reply when ready, None to keep waiting, and raises
+    :class:`HttpError` when the request can no longer be satisfied. ``deadline`` is on the
+    event loop's clock; past it the answer is ``expired`` (503).
+    """
+
+    feed: RenditionFeed
+    check: Callable[[], Reply | None]
+    deadline: float
+    expired: HttpError
+
+
+def decide(
+    path: str, query: bytes, hub: Hub, settings: EdgeSettings, now: float
+) -> Reply | Pending:
+    """Answer ``GET /live/...`` now, or say what to wait for; raises :class:`HttpError`."""
     parts = path[6:].split("/")  # after "/live/"
     if len(parts) == 1:
         name = parts[0]
@@ -82,8 +98,29 @@ async def handle_live(
     feed = _feed(view, parts[1])
     name = parts[2]
     if name == "index.m3u8":
-        return await _media_playlist(view, feed, query, settings, metrics)
-    return await _media_file(view, feed, name, settings, metrics)
+        return _media_playlist(view, feed, query, settings, now)
+    return _media_file(view, feed, name, settings, now)
+
+
+async def handle_live(
+    path: str, query: bytes, hub: Hub, settings: EdgeSettings, metrics: Metrics
+) -> Reply:
+    """:func:`decide`, waiting on the hub's signal when the answer is to hold the request."""
+    loop = asyncio.get_running_loop()
+    decision = decide(path, query, hub, settings, loop.time())
+    if isinstance(decision, Reply):
+        return decision
+    with metrics.blocked():
+        while True:
+            reply = decision.check()
+            if reply is not None:
+                return reply
+            remaining = decision.deadline - loop.time()
+            if remaining <= 0 or not await decision.feed.signal.wait(remaining):
+                reply = decision.check()
+                if reply is not None:
+                    return reply
+                raise decision.expired
 
 
 def _view(hub: Hub, stream: str) -> StreamView:
@@ -131,9 +168,9 @@ def _directive(name: str, value: str | None) -> int | None:
     return number
 
 
-async def _media_playlist(
-    view: StreamView, feed: RenditionFeed, query: bytes, settings: EdgeSettings, metrics: Metrics
-) -> Reply:
+def _media_playlist(
+    view: StreamView, feed: RenditionFeed, query: bytes, settings: EdgeSettings, now: float
+) -> Reply | Pending:
     params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
     msn = _directive("_HLS_msn", params.get("_HLS_msn"))
     part = _directive("_HLS_part", params.get("_HLS_part"))
@@ -143,15 +180,43 @@ async def _media_playlist(
         raise HttpError(400, "_HLS_part requires _HLS_msn")
     if skip is not None and skip not in ("YES", "v2"):
         raise HttpError(400, "_HLS_skip must be YES or v2")
-    if msn is not None:
-        await _block_playlist(view, feed, msn, part, settings, metrics)
-    elif feed.window.position is None:
-        # Not a single part yet (the stream is starting): a playlist without segments and
-        # without a preload hint sends hls.js into a reload loop, so wait for the first
-        # part like a blocking request does, then answer 503 "starting".
-        await _block_playlist(view, feed, 0, 0, settings, metrics, starting=True)
-    versions = tuple(f.window.version for f in view.feeds.values())
     delta = skip is not None
+    if msn is None and feed.window.position is not None:
+        return _render(view, feed, delta)
+    starting = msn is None
+    # No part at all yet (the stream is starting): a playlist without segments and
+    # without a preload hint sends hls.js into a reload loop, so wait for the first part
+    # like a blocking request does, then answer 503 "starting".
+    want_msn, want_part = (0, 0) if starting else (msn, part)
+    assert want_msn is not None
+
+    def check() -> Reply | None:
+        if starting:
+            return _render(view, feed, delta) if feed.window.position is not None else None
+        decision = feed.window.playlist_wait(want_msn, want_part, view.meta.part_target)
+        if decision is Wait.READY:
+            return _render(view, feed, delta)
+        if decision is Wait.TOO_FAR:
+            raise HttpError(
+                400,
+                f"_HLS_msn={want_msn} _HLS_part={want_part} is beyond the advance limit "
+                f"of the playlist (last segment {_describe(feed)})",
+            )
+        return None
+
+    reply = check()
+    if reply is not None:
+        return reply
+    expired = (
+        HttpError(503, f"stream {view.name!r} is starting: no part yet, retry")
+        if starting
+        else HttpError(503, f"segment {want_msn} part {want_part} did not arrive in time")
+    )
+    return Pending(feed, check, now + _timeout(view, settings), expired)
+
+
+def _render(view: StreamView, feed: RenditionFeed, delta: bool) -> Reply:
+    versions = tuple(f.window.version for f in view.feeds.values())
     cached = feed.rendered.get(delta)
     if cached is not None and cached[0] == versions:
         return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, cached[1], "media_playlist")
@@ -172,9 +237,9 @@ async def _media_playlist(
     return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, body, "media_playlist")
 
 
-async def _media_file(
-    view: StreamView, feed: RenditionFeed, name: str, settings: EdgeSettings, metrics: Metrics
-) -> Reply:
+def _media_file(
+    view: StreamView, feed: RenditionFeed, name: str, settings: EdgeSettings, now: float
+) -> Reply | Pending:
     window = feed.window
     if name.startswith("init") and name.endswith(".mp4"):
         middle = name[4:-4]
@@ -208,75 +273,31 @@ async def _media_file(
     part = window.part(msn, index)
     if part is not None:  # the common case: answer at once
         return Reply(200, MEDIA_TYPE, MEDIA_CACHE, part.data, "part")
-    data = await _wait_part(view, feed, msn, index, settings, metrics)
-    return Reply(200, MEDIA_TYPE, MEDIA_CACHE, data, "part")
+
+    def check() -> Reply | None:
+        decision = window.part_wait(msn, index)
+        if decision is Wait.READY:
+            found = window.part(msn, index)
+            if found is None:
+                raise HttpError(404, f"part {msn}.{index} does not exist")
+            return Reply(200, MEDIA_TYPE, MEDIA_CACHE, found.data, "part")
+        if decision is not Wait.BLOCK:
+            raise HttpError(
+                404, f"part {msn}.{index} is not in the live window (last part {_describe(feed)})"
+            )
+        return None
+
+    reply = check()  # raises for a part that will never come
+    if reply is not None:
+        return reply
+    expired = HttpError(503, f"part {msn}.{index} did not arrive in time")
+    return Pending(feed, check, now + _timeout(view, settings), expired)
 
 
 def _timeout(view: StreamView, settings: EdgeSettings) -> float:
     # "...the server SHOULD return 503 if the Playlist is not updated within three times
     # the Target Duration" (blocking requests never hang forever).
     return settings.blocking_timeout_factor * max(1.0, view.meta.segment_target)
-
-
-async def _block_playlist(
-    view: StreamView,
-    feed: RenditionFeed,
-    msn: int,
-    part: int | None,
-    settings: EdgeSettings,
-    metrics: Metrics,
-    *,
-    starting: bool = False,
-) -> None:
-    decision = feed.window.playlist_wait(msn, part, view.meta.part_target)
-    if decision is Wait.READY:
-        return
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _timeout(view, settings)
-    with metrics.blocked():
-        while True:
-            if decision is Wait.READY:
-                return
-            if decision is Wait.TOO_FAR:
-                raise HttpError(
-                    400,
-                    f"_HLS_msn={msn} _HLS_part={part} is beyond the advance limit "
-                    f"of the playlist (last segment {_describe(feed)})",
-                )
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await feed.signal.wait(remaining):
-                if starting:
-                    raise HttpError(503, f"stream {view.name!r} is starting: no part yet, retry")
-                raise HttpError(503, f"segment {msn} part {part} did not arrive in time")
-            decision = feed.window.playlist_wait(msn, part, view.meta.part_target)
-
-
-async def _wait_part(
-    view: StreamView,
-    feed: RenditionFeed,
-    msn: int,
-    index: int,
-    settings: EdgeSettings,
-    metrics: Metrics,
-) -> bytes:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _timeout(view, settings)
-    with metrics.blocked():
-        while True:
-            decision = feed.window.part_wait(msn, index)
-            if decision is Wait.READY:
-                part = feed.window.part(msn, index)
-                if part is not None:
-                    return part.data
-                raise HttpError(404, f"part {msn}.{index} does not exist")
-            if decision is not Wait.BLOCK:
-                raise HttpError(
-                    404,
-                    f"part {msn}.{index} is not in the live window (last part {_describe(feed)})",
-                )
-            remaining = deadline - loop.time()
-            if remaining <= 0 or not await feed.signal.wait(remaining):
-                raise HttpError(503, f"part {msn}.{index} did not arrive in time")
 
 
 def _describe(feed: RenditionFeed) -> str:

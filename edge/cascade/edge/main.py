@@ -1,14 +1,34 @@
-"""``cascade-edge``: one edge process (uvicorn), configured from the environment."""
+"""``cascade-edge``: one edge process, configured from the environment.
+
+Runs :class:`~cascade.edge.server.EdgeServer` on uvloop. SIGTERM (a rolling update) stops
+accepting, lets held LL-HLS requests finish (they end within three target durations),
+then closes; SIGINT does the same.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import signal
 
-import uvicorn
+import uvloop
 
 from cascade.core.settings import EdgeSettings
-from cascade.edge.app import create_app
+from cascade.edge.app import create_server
+
+DRAIN_SECONDS = 5.0
+
+
+async def serve(settings: EdgeSettings) -> None:
+    server = create_server(settings)
+    await server.start(settings.host, settings.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop(grace=DRAIN_SECONDS)
 
 
 def main() -> None:
@@ -16,16 +36,7 @@ def main() -> None:
         level=os.environ.get("CASCADE_LOG_LEVEL", "INFO").upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-    settings = EdgeSettings()
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level="warning",
-        access_log=False,
-        # Blocked LL-HLS requests finish within three target durations: let them.
-        timeout_graceful_shutdown=5,
-    )
+    uvloop.run(serve(EdgeSettings()))
 
 
 if __name__ == "__main__":
