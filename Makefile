@@ -8,8 +8,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
 # ffmpeg: the transcoder; redis-server: state; chromium + fonts: the browser tests and the
-# clock burnt into the demo; nginx + wrk: the reference server and client of the benchmarks.
-APT_PACKAGES := ffmpeg redis-server chromium fonts-dejavu-core nginx-light wrk procps
+# clock burnt into the demo; nginx + wrk: the reference server and client of the benchmarks;
+# openssl: the test control plane's certificates.
+APT_PACKAGES := ffmpeg redis-server chromium fonts-dejavu-core nginx-light wrk procps openssl
 ROOTS := core transcoder edge operator cli
 
 .PHONY: help setup run test test-fast lint bench clean
@@ -50,7 +51,9 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-test: setup lint
+# The control plane is built before pytest (cold: ~8 minutes on 2 cores, then cached in
+# ~/.cache/cascade) so its progress shows instead of running silently inside a fixture.
+test: setup lint cluster-build
 	$(VENV)/bin/pytest
 
 test-fast: $(VENV)/.installed
@@ -58,6 +61,10 @@ test-fast: $(VENV)/.installed
 
 bench: setup
 	$(PY) bench/packager.py
+	$(PY) bench/edge_hotpath.py
+	$(PY) bench/edge_viewers.py
+
+include mk/cluster.mk
 
 clean:
 	rm -rf $(VENV) node_modules .cache .mypy_cache .ruff_cache .pytest_cache

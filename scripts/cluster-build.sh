@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Build the test control plane from Go modules, once, into a cache outside git:
+#   etcd (cluster/etcd), kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+#   (cluster/k8s, a wrapper module of k8s.io/kubernetes) and kwok (go install).
+# Binaries that already exist are kept, so a second run returns at once. Prints the bin dir as
+# its last line. Needs Go (PATH or /usr/local/go/bin) and the Go module proxy; nothing else.
+#
+#   scripts/cluster-build.sh            build what is missing, print the bin dir
+#   scripts/cluster-build.sh --print    print the bin dir only (no build)
+#   scripts/cluster-build.sh --bump-k8s v1.X.Y
+#                                       rewrite cluster/k8s/go.mod for another Kubernetes
+#                                       release (and versions.env), then build it
+#
+# Environment: CASCADE_CACHE (default ~/.cache/cascade), GOMODCACHE/GOCACHE (Go's defaults),
+# CLUSTER_BUILD_JOBS (go build -p, default 2: linking kube-apiserver takes ~2 GB per job).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=cluster/versions.env
+source "$ROOT/cluster/versions.env"
+CACHE=${CASCADE_CACHE:-$HOME/.cache/cascade}
+BIN=$CACHE/cluster/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin
+
+if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
+
+BINARIES=(etcd kwok kubectl kube-scheduler kube-controller-manager kube-apiserver)
+missing=()
+for b in "${BINARIES[@]}"; do [[ -x $BIN/$b ]] || missing+=("$b"); done
+if [[ ${#missing[@]} -eq 0 && ${1:-} != --bump-k8s ]]; then echo "$BIN"; exit 0; fi
+
+command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
+command -v go >/dev/null || { echo "cluster-build: Go not found (PATH, /usr/local/go/bin)" >&2; exit 1; }
+
+if [[ ${1:-} == --bump-k8s ]]; then
+  v=${2:?usage: cluster-build.sh --bump-k8s v1.X.Y}
+  [[ $v =~ ^v1\.[0-9]+\.[0-9]+$ ]] || { echo "cluster-build: not a release: $v" >&2; exit 1; }
+  mod=$(curl -fsS "https://proxy.golang.org/k8s.io/kubernetes/@v/$v.mod")
+  gomod=$ROOT/cluster/k8s/go.mod
+  {
+    sed -n '1,/^module /p' "$gomod"
+    echo
+    echo "$mod" | grep -m1 '^go '
+    echo
+    echo "$mod" | grep -m1 '^godebug ' || true
+    echo
+    echo "require k8s.io/kubernetes $v"
+    echo
+    echo "replace ("
+    # every ./staging module of k8s.io/kubernetes -> the published k8s.io/<name> v0.X.Y
+    echo "$mod" | awk -v sv="v0.${v#v1.}" '$2 == "=>" && $3 ~ /^\.\/staging\// {print "\t" $1 " => " $1 " " sv}'
+    echo ")"
+  } >"$gomod.new"
+  mv "$gomod.new" "$gomod"
+  (cd "$ROOT/cluster/k8s" && GOTOOLCHAIN=local GOFLAGS=-mod=mod go mod tidy)
+  sed -i "s/^K8S_VERSION=.*/K8S_VERSION=$v/" "$ROOT/cluster/versions.env"
+  echo "cluster-build: cluster/k8s now builds Kubernetes $v; building" >&2
+  exec "$0"
+fi
+
+# The pinned versions and the wrapper modules must agree.
+grep -q "k8s.io/kubernetes $K8S_VERSION\$" "$ROOT/cluster/k8s/go.mod" ||
+  { echo "cluster-build: cluster/k8s/go.mod does not require k8s.io/kubernetes $K8S_VERSION" >&2; exit 1; }
+grep -q "go.etcd.io/etcd/server/v3 $ETCD_VERSION\$" "$ROOT/cluster/etcd/go.mod" ||
+  { echo "cluster-build: cluster/etcd/go.mod does not require etcd server $ETCD_VERSION" >&2; exit 1; }
+
+mkdir -p "$BIN"
+# One build at a time per cache (make and pytest may both ask).
+exec 9>"$BIN/.build.lock"
+flock 9
+
+export GOTOOLCHAIN=local GOFLAGS="-trimpath -mod=readonly" CGO_ENABLED=0
+JOBS=${CLUSTER_BUILD_JOBS:-2}
+minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
+K8S_LDFLAGS="-s -w"
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  K8S_LDFLAGS+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  K8S_LDFLAGS+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
+build() {  # name, then the command that writes $out
+  local name=$1; shift
+  [[ -x $BIN/$name ]] && return 0
+  local start=$SECONDS
+  out=$BIN/.$name.tmp
+  echo "cluster-build: building $name ..." >&2
+  "$@"
+  mv -f "$out" "$BIN/$name"
+  echo "cluster-build: $name built in $((SECONDS - start))s" >&2
+}
+
+build_etcd() { (cd "$ROOT/cluster/etcd" && go build -p "$JOBS" -ldflags "-s -w" -o "$out" .); }
+build_kwok() {
+  local gobin; gobin=$(mktemp -d)
+  GOBIN=$gobin GOFLAGS=-trimpath go install -p "$JOBS" \
+    -ldflags "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" \
+    "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
+  mv "$gobin/kwok" "$out"; rmdir "$gobin"
+}
+build_k8s() { (cd "$ROOT/cluster/k8s" && go build -p "$JOBS" -ldflags "$K8S_LDFLAGS" -o "$out" "k8s.io/kubernetes/cmd/$1"); }
+
+total=$SECONDS
+build etcd build_etcd
+build kwok build_kwok
+for c in kubectl kube-scheduler kube-controller-manager kube-apiserver; do build "$c" build_k8s "$c"; done
+echo "cluster-build: done in $((SECONDS - total))s" >&2
+echo "$BIN"

@@ -1,0 +1,129 @@
+"""The cluster tier: a real control plane on loopback for the whole test session.
+
+`scripts/cluster-up.sh` builds the binaries when the cache lacks them (once per machine),
+starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok in a state dir
+of this session's own (free ports, so a developer's `make cluster-up` is left alone), and
+`scripts/cluster-down.sh` stops them at the end.
+
+Set CASCADE_TEST_KUBECONFIG to the kubeconfig of a cluster that is already up (the last line
+of `make cluster-up`) to run the tests against it instead; it is then neither started nor
+stopped here. Each test works in a namespace of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+# A cold build of the binaries takes a while on two cores; later sessions start in seconds.
+UP_TIMEOUT_S = 3600
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
+    """Poll `probe` until it returns something truthy, and return that; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(0.25)
+
+
+class Kubectl:
+    """The cluster's kubectl (built with it), always with the session's kubeconfig."""
+
+    def __init__(self, binary: Path, kubeconfig: Path, namespace: str | None = None) -> None:
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+
+    def in_namespace(self, namespace: str) -> Kubectl:
+        return Kubectl(self.binary, self.kubeconfig, namespace)
+
+    def run(
+        self, *args: str, stdin: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [str(self.binary), "--kubeconfig", str(self.kubeconfig)]
+        if self.namespace is not None:
+            argv += ["--namespace", self.namespace]
+        proc = subprocess.run(
+            [*argv, *args], input=stdin, capture_output=True, text=True, timeout=120
+        )
+        if check and proc.returncode != 0:
+            pytest.fail(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def apply(self, manifest: dict[str, Any]) -> None:
+        self.run("apply", "-f", "-", stdin=json.dumps(manifest))
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.run("get", *args, "-o", "json").stdout)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    given = os.environ.get("CASCADE_TEST_KUBECONFIG")
+    if given:
+        yield Path(given)
+        return
+    env = {**os.environ, "CASCADE_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster"))}
+    down = [str(REPO / "scripts" / "cluster-down.sh")]
+    try:
+        up = subprocess.run(
+            [str(REPO / "scripts" / "cluster-up.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=UP_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        subprocess.run(down, env=env, capture_output=True, timeout=120)
+        raise
+    lines = up.stdout.strip().splitlines()
+    if up.returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
+        subprocess.run(down, env=env, capture_output=True, timeout=120)
+        pytest.fail(f"cluster-up failed ({up.returncode}):\n{up.stderr[-4000:]}")
+    try:
+        yield Path(lines[-1].removeprefix("KUBECONFIG="))
+    finally:
+        subprocess.run(down, env=env, capture_output=True, timeout=120, check=True)
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: Path) -> Kubectl:
+    bin_dir = subprocess.run(
+        [str(REPO / "scripts" / "cluster-build.sh"), "--print"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    return Kubectl(Path(bin_dir) / "kubectl", kubeconfig)
+
+
+@pytest.fixture
+def namespace(kubectl: Kubectl) -> Iterator[Kubectl]:
+    """kubectl bound to a fresh namespace, deleted (without waiting) after the test."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    kubectl.run("create", "namespace", name)
+    # Pods need the namespace's `default` service account, made by the controller-manager.
+    wait_for(
+        f"service account default in {name}",
+        lambda: (
+            kubectl.run("-n", name, "get", "serviceaccount", "default", check=False).returncode == 0
+        ),
+        timeout=30,
+    )
+    yield kubectl.in_namespace(name)
+    kubectl.run("delete", "namespace", name, "--wait=false", check=False)
