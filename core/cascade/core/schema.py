@@ -10,6 +10,18 @@ Everything live and shared sits in Redis; nothing else is shared between pods.
   init change or end of stream), trimmed to about the live window. Edges ``XREAD
   BLOCK`` it, so every replica sees every part once, in order, and catches up with
   ``XRANGE`` after a reconnect.
+* ``cascade:stream:{s}:r:{r}:seg:{msn}`` - one complete segment's bytes, written by the
+  packager when the segment completes, with a TTL (``archive_seconds``): what an edge
+  serves, through its byte cache, for requests older than the in-memory live window.
+
+Viewer sessions (written in batches by every edge; only random ids and Unix times, never
+an IP address, user agent or anything else about the viewer):
+
+* ``cascade:viewers:{s}`` - sorted set, viewer id -> last request (Unix seconds).
+* ``cascade:viewers`` - sorted set, viewer id -> last request on any stream (the total).
+* ``cascade:viewed`` - sorted set, stream -> last request of any viewer (which streams to count).
+* ``cascade:viewer:{v}:grant:{s}`` - the expiry (Unix seconds) of the signed-URL grant a
+  session inherited, with a TTL up to that expiry.
 
 Encoding and decoding of entries are pure functions here, used by both sides.
 """
@@ -17,6 +29,7 @@ Encoding and decoding of entries are pure functions here, used by both sides.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Final
@@ -39,6 +52,35 @@ def init_key(stream: str, rendition: str) -> str:
 
 def parts_key(stream: str, rendition: str) -> str:
     return f"{PREFIX}:stream:{stream}:r:{rendition}:parts"
+
+
+def archive_segment_key(stream: str, rendition: str, msn: int) -> str:
+    """One complete segment kept past the live window (matched by ``stream_key_pattern``)."""
+    return f"{PREFIX}:stream:{stream}:r:{rendition}:seg:{msn}"
+
+
+def archive_ttl_seconds(archive_seconds: float, segment_target: float, window_segments: int) -> int:
+    """The TTL of an archived segment: the live window plus the archive time, whole seconds.
+
+    Written when the segment completes, so it outlives its stay in the in-memory window by
+    ``archive_seconds``.
+    """
+    return max(1, math.ceil(segment_target * window_segments + archive_seconds))
+
+
+VIEWERS_ALL: Final = f"{PREFIX}:viewers"
+VIEWED_STREAMS: Final = f"{PREFIX}:viewed"
+VIEWERS_PREFIX: Final = f"{PREFIX}:viewers:"
+
+
+def viewers_key(stream: str) -> str:
+    """Sorted set of one stream's viewers: session id -> last request (Unix seconds)."""
+    return f"{VIEWERS_PREFIX}{stream}"
+
+
+def viewer_grant_key(viewer: str, stream: str) -> str:
+    """The grant expiry a session inherited from a signed URL of ``stream``."""
+    return f"{PREFIX}:viewer:{viewer}:grant:{stream}"
 
 
 def stream_key_pattern(stream: str) -> str:

@@ -8,11 +8,77 @@ Each field says its default and what it does to latency or load.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A signing key shorter than this is refused: HMAC-SHA256 wants 32 random bytes.
+MIN_SIGNING_KEY_BYTES = 32
+_KID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+class SigningKeyError(ValueError):
+    """A signing key that is malformed or unsafe (the message never contains the secret)."""
+
+
+def decode_signing_secret(kid: str, text: str) -> bytes:
+    """The secret bytes of one key from base64 (standard or URL-safe, padding optional).
+
+    Refuses obviously unsafe keys: shorter than 32 bytes, or so repetitive (fewer than 8
+    distinct byte values) that it is a placeholder rather than random bytes.
+    """
+    if not _KID_RE.match(kid):
+        raise SigningKeyError(
+            f"signing key id {kid!r} must be 1-64 letters, digits, '_', '.' or '-'"
+        )
+    cleaned = text.strip().replace("-", "+").replace("_", "/")
+    try:
+        secret = base64.b64decode(cleaned + "=" * (-len(cleaned) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise SigningKeyError(f"signing key {kid!r} is not base64") from None
+    if len(secret) < MIN_SIGNING_KEY_BYTES:
+        raise SigningKeyError(
+            f"signing key {kid!r} has {len(secret)} bytes: at least {MIN_SIGNING_KEY_BYTES} "
+            "random bytes are required (make one with `openssl rand -base64 32`)"
+        )
+    if len(set(secret)) < 8:
+        raise SigningKeyError(f"signing key {kid!r} is a placeholder, not random bytes")
+    return secret
+
+
+def parse_signing_keys(text: str) -> dict[str, bytes]:
+    """``"kid1:base64secret,kid2:base64secret"`` -> ``{kid: secret}`` (duplicates refused)."""
+    keys: dict[str, bytes] = {}
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        kid, sep, secret = item.partition(":")
+        if not sep:
+            raise SigningKeyError("CASCADE_SIGNING_KEYS items must be kid:base64secret")
+        kid = kid.strip()
+        if kid in keys:
+            raise SigningKeyError(f"signing key id {kid!r} appears twice")
+        keys[kid] = decode_signing_secret(kid, secret)
+    return keys
+
+
+def read_signing_keys_dir(path: Path) -> dict[str, bytes]:
+    """One file per key id holding the base64 secret: a mounted Kubernetes Secret.
+
+    Entries starting with ``.`` are skipped (the Secret volume's ``..data`` links).
+    """
+    if not path.is_dir():
+        raise SigningKeyError(f"CASCADE_SIGNING_KEYS_DIR {str(path)!r} is not a directory")
+    return {
+        entry.name: decode_signing_secret(entry.name, entry.read_text())
+        for entry in sorted(path.iterdir(), key=lambda e: e.name)
+        if not entry.name.startswith(".") and entry.is_file()
+    }
 
 
 class _Base(BaseSettings):
@@ -26,6 +92,9 @@ class _Base(BaseSettings):
 
 
 class EdgeSettings(_Base):
+    # Signing keys are validated here; never echo a refused value (it may be a secret).
+    model_config = SettingsConfigDict(hide_input_in_errors=True)
+
     host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("HOST", "host"))
     port: int = Field(
         default=8080,
@@ -69,12 +138,92 @@ class EdgeSettings(_Base):
         description="How often the edge looks for new streams in Redis; bounds the first-play delay of a new stream.",
     )
 
+    max_streams_per_viewer: int = Field(
+        default=6,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("CASCADE_MAX_STREAMS_PER_VIEWER", "max_streams_per_viewer"),
+        description="Streams one viewer (one hls_ctx) may watch at once; one more gets 429.",
+    )
+    session_flush_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        validation_alias=AliasChoices("CASCADE_SESSION_FLUSH_SECONDS", "session_flush_seconds"),
+        description="Viewer heartbeats are batched and written to Redis this often; longer is "
+        "fewer Redis commands, and a new viewer shows in the counts this much later.",
+    )
+    viewer_counts_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "CASCADE_VIEWER_COUNTS_CACHE_SECONDS", "viewer_counts_cache_seconds"
+        ),
+        description="Viewer counts read from Redis are reused this long by /status and /metrics.",
+    )
+    signing_keys: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CASCADE_SIGNING_KEYS", "signing_keys"),
+        description="Keys for signed playback URLs, 'kid1:base64secret,kid2:base64secret' "
+        "(two during a rotation); each at least 32 random bytes. No default: none in code.",
+    )
+    signing_keys_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CASCADE_SIGNING_KEYS_DIR", "signing_keys_dir"),
+        description="A directory with one file per key id holding its base64 secret (a "
+        "mounted Kubernetes Secret); read at start, so a rotation needs a rolling restart.",
+    )
+    signing_key_id: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CASCADE_SIGNING_KEY_ID", "signing_key_id"),
+        description="The key `cascade sign` signs with when several are configured; every "
+        "configured key verifies.",
+    )
+    cache_capacity_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        validation_alias=AliasChoices("CASCADE_CACHE_BYTES", "cache_capacity_bytes"),
+        description="Bytes of media older than the live window kept in memory (TTL + LRU); "
+        "0 turns the cache off, so every such request reads Redis.",
+    )
+    cache_ttl_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("CASCADE_CACHE_TTL_SECONDS", "cache_ttl_seconds"),
+        description="How long a cached segment is served before it is read from Redis again.",
+    )
+    cache_max_item_bytes: int = Field(
+        default=100 * 1000 * 1000,
+        ge=1,
+        validation_alias=AliasChoices("CASCADE_CACHE_MAX_ITEM_BYTES", "cache_max_item_bytes"),
+        description="Larger items are served but never cached (the original design's 100 MB).",
+    )
+    _signing_key_ring: dict[str, bytes] = PrivateAttr(default_factory=dict)
+
     @field_validator("cors_allow_origins", mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return tuple(v.strip() for v in value.split(",") if v.strip())
         return value
+
+    @model_validator(mode="after")
+    def _load_signing_keys(self) -> Self:
+        ring = parse_signing_keys(self.signing_keys.get_secret_value()) if self.signing_keys else {}
+        if self.signing_keys_dir is not None:
+            for kid, secret in read_signing_keys_dir(self.signing_keys_dir).items():
+                if kid in ring:
+                    raise SigningKeyError(f"signing key id {kid!r} is set twice (env and dir)")
+                ring[kid] = secret
+        if self.signing_key_id is not None and self.signing_key_id not in ring:
+            raise SigningKeyError(
+                f"CASCADE_SIGNING_KEY_ID {self.signing_key_id!r} is not among the signing keys"
+            )
+        self._signing_key_ring = ring
+        return self
+
+    def signing_key_ring(self) -> dict[str, bytes]:
+        """Every configured signing key, ``{kid: secret}``; empty when none is set."""
+        return dict(self._signing_key_ring)
 
 
 class TranscoderSettings(_Base):
@@ -100,6 +249,14 @@ class TranscoderSettings(_Base):
         default=10.0,
         gt=0,
         validation_alias=AliasChoices("CASCADE_BACKOFF_MAX", "backoff_max_seconds"),
+    )
+    archive_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        validation_alias=AliasChoices("CASCADE_ARCHIVE_SECONDS", "archive_seconds"),
+        description="Complete segments are also kept in Redis (one key each, with this TTL) "
+        "for requests older than the live window; 0 keeps none. Costs bitrate x seconds "
+        "of Redis memory per rendition.",
     )
 
 
