@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from cascade.cli import sign
 from cascade.core.manifest import ManifestError, parse_manifest
 from cascade.core.settings import LocalSettings
 
@@ -28,7 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--log-level", default=os.environ.get("CASCADE_LOG_LEVEL", "WARNING"))
     check = sub.add_parser("check", help="validate LiveStream files; exit 1 on any error")
     check.add_argument("files", type=Path, nargs="+")
+    sign.add_parser(sub)
     args = parser.parse_args(argv)
+
+    if args.command == "sign":
+        return sign.run(args)
 
     if args.command == "check":
         failed = False
