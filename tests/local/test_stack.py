@@ -522,3 +522,20 @@ def test_multi_view_page_plays_several_streams_at_once(stack: Stack) -> None:
         )
     finally:
         remove_stream(stack, path, "mv2")
+
+
+def test_segments_older_than_the_window_are_served_from_the_archive(stack: Stack) -> None:
+    def last_msn() -> int:
+        state = stack.stream_state("demo")
+        assert state is not None
+        value: int = state["renditions"]["360p"]["last_msn"]
+        return value
+
+    # The window keeps 24 segments (12 s); by now the demo has run longer than that.
+    stack.wait("the demo to outgrow its window", lambda: last_msn() > 30, timeout=30)
+    old = last_msn() - 28
+    text = stack.text("/live/demo/360p/index.m3u8")
+    assert f"\n{old}.m4s\n" not in text  # not in the live window any more
+    status, body = stack.get(f"/live/demo/360p/{old}.m4s")
+    assert status == 200
+    assert body[4:8] == b"moof", body[:16]

@@ -17,17 +17,21 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from cascade.core.schema import StreamState
 from cascade.core.settings import EdgeSettings
 from cascade.core.spec import is_valid_name
 from cascade.edge import assets
+from cascade.edge.access import key_ring
 from cascade.edge.asgi import EdgeApp
+from cascade.edge.cache import ByteCache, CacheCollector
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
-from cascade.edge.live import HttpError
+from cascade.edge.live import HttpError, Services
 from cascade.edge.metrics import Metrics
 from cascade.edge.server import EdgeServer
+from cascade.edge.sessions import SessionFlusher, SessionStore, make_session_store
 from cascade.edge.window import Position
 
 
@@ -66,12 +70,34 @@ def build_fastapi(
             poll_seconds=settings.stream_poll_seconds,
             max_streams=settings.max_concurrent_streams,
         )
+        sessions = make_session_store(settings, client)
+        flusher = SessionFlusher(sessions)
+        cache = ByteCache(
+            capacity_bytes=settings.cache_capacity_bytes,
+            ttl=settings.cache_ttl_seconds,
+            max_item_bytes=settings.cache_max_item_bytes,
+        )
+        collector = CacheCollector(cache)
+        metrics.registry.register(collector)
+        hub.on_stream_reset = cache.invalidate_stream
         app.state.hub = hub
+        app.state.sessions = sessions
+        app.state.live = Services(
+            hub=hub,
+            sessions=sessions,
+            keys=key_ring(settings.signing_key_ring()),
+            cache=cache,
+            settings=settings,
+        )
         await hub.start()
+        await flusher.start()
         try:
             yield
         finally:
+            await flusher.stop()
             await hub.stop()
+            await cache.aclose()
+            metrics.registry.unregister(collector)
             if redis is None:
                 await client.aclose()
 
@@ -122,8 +148,9 @@ def build_fastapi(
     # ---- operations ------------------------------------------------------------------
 
     @app.get("/health")
-    async def health(hub: HubDep) -> Response:
+    async def health(hub: HubDep, request: Request) -> Response:
         live = sum(1 for v in hub.streams.values() if _state(v) is StreamState.LIVE)
+        viewers = await _viewers(request)
         body = {
             "status": "ok" if hub.connected else "degraded",
             "redis": "connected" if hub.connected else "unreachable",
@@ -131,17 +158,20 @@ def build_fastapi(
             "streams_live": live,
             "max_concurrent_streams": settings.max_concurrent_streams,
             "capacity_available": max(0, settings.max_concurrent_streams - len(hub.streams)),
+            "viewers": viewers[1],
         }
         return JSONResponse(body, status_code=200 if hub.connected else 503)
 
     @app.get("/status")
-    async def status(hub: HubDep) -> Response:
+    async def status(hub: HubDep, request: Request) -> Response:
         now = time.time()
+        per_stream, total = await _viewers(request)
         streams = {}
         for name, view in sorted(hub.streams.items()):
             h = view.health
             streams[name] = {
                 "state": _state(view).value,
+                "viewers": per_stream.get(name, 0),
                 "reason": h.reason if h else "",
                 "last_error": h.last_error if h else "",
                 "input_bitrate_kbps": h.input_bitrate_kbps if h else 0.0,
@@ -163,15 +193,30 @@ def build_fastapi(
                 },
             }
         return JSONResponse(
-            {"redis": "connected" if hub.connected else "unreachable", "streams": streams}
+            {
+                "redis": "connected" if hub.connected else "unreachable",
+                "viewers": total,
+                "streams": streams,
+            }
         )
 
     @app.get("/metrics")
-    async def prometheus(hub: HubDep) -> Response:
-        metrics.collect(hub)
+    async def prometheus(hub: HubDep, request: Request) -> Response:
+        per_stream, total = await _viewers(request)
+        metrics.collect(hub, per_stream, total)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     return app
+
+
+async def _viewers(request: Request) -> tuple[dict[str, int], int]:
+    """Viewers per stream and in all, the same whichever replica answers (from Redis)."""
+    sessions: SessionStore = request.app.state.sessions
+    now = time.time()
+    try:
+        return await sessions.counts(now), await sessions.total(now)
+    except RedisError:
+        return {}, 0
 
 
 def _pos(feed: RenditionFeed | None) -> Position | None:

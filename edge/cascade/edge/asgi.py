@@ -12,8 +12,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from cascade.core.settings import EdgeSettings
-from cascade.edge.hub import Hub
-from cascade.edge.live import TEXT_TYPE, HttpError, Reply, handle_live
+from cascade.edge.live import HttpError, Services, error_reply, handle_live
 from cascade.edge.metrics import Metrics
 
 Scope = MutableMapping[str, Any]
@@ -21,8 +20,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_NO_CACHE = b"no-cache"
 
 
 class EdgeApp:
@@ -65,17 +62,16 @@ class EdgeApp:
 
     async def _live(self, scope: Scope, send: Send) -> None:
         start = time.perf_counter()
-        hub: Hub = self.state.hub
+        services: Services = self.state.live
         try:
-            reply = await handle_live(
-                scope["path"], scope["query_string"], hub, self.settings, self.metrics
-            )
+            reply = await handle_live(scope["path"], scope["query_string"], services, self.metrics)
         except HttpError as exc:
-            reply = Reply(exc.status, TEXT_TYPE, _NO_CACHE, (exc.message + "\n").encode(), "error")
+            reply = error_reply(exc)
         headers = [
             (b"content-type", reply.content_type),
             (b"cache-control", reply.cache_control),
             (b"content-length", str(len(reply.body)).encode()),
+            *reply.headers,
         ]
         origin = self._allowed_origin(scope)
         if origin is not None:

@@ -95,6 +95,9 @@ class Hub:
         self._keys_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
+        # Called with a stream's name when its windows are dropped (deleted, recreated,
+        # Redis restarted): caches of its older segments must go too.
+        self.on_stream_reset: Callable[[str], object] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -160,13 +163,19 @@ class Hub:
             await self._update_stream(name, meta, health)
         for gone in set(self.streams) - seen:
             del self.streams[gone]
+            self._reset(gone)
             self._keys_changed.set()
+
+    def _reset(self, name: str) -> None:
+        if self.on_stream_reset is not None:
+            self.on_stream_reset(name)
 
     async def _update_stream(self, name: str, meta: StreamMeta, health: Health | None) -> None:
         view = self.streams.get(name)
         if view is not None and meta.generation < view.meta.generation:
             # The stream was deleted and created again under the same name: start afresh.
             del self.streams[name]
+            self._reset(name)
             view = None
         if view is None:
             view = StreamView(name=name, meta=meta, feeds={}, health=health)

@@ -13,14 +13,28 @@ hub's signal when the answer is "block", and renders with :mod:`cascade.hls.play
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from redis.exceptions import RedisError
+
 from cascade.core.settings import EdgeSettings
 from cascade.core.spec import is_valid_name
+from cascade.edge.access import Denied, SigningKey, check_session_grant, verify
+from cascade.edge.archive import archived_segment
+from cascade.edge.cache import ByteCache
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.metrics import Metrics
+from cascade.edge.sessions import (
+    HLS_CTX,
+    SessionStore,
+    media_playlist_uri,
+    parse_viewer_id,
+    session_for_request,
+)
 from cascade.edge.window import (
     PlaylistContext,
     Wait,
@@ -34,19 +48,24 @@ MEDIA_TYPE = b"video/mp4"
 TEXT_TYPE = b"text/plain; charset=utf-8"
 # Playlists change every part: never cached ("no-cache" revalidates every time).
 PLAYLIST_CACHE = b"no-cache"
+PRIVATE_PLAYLIST_CACHE = b"private, no-cache"
 # Parts and segments never change once published: a CDN may keep them for the window.
 MEDIA_CACHE = b"public, max-age=30"
 
 _DIGITS = frozenset("0123456789")
 
 
+Headers = tuple[tuple[bytes, bytes], ...]
+
+
 class HttpError(Exception):
     """A request we refuse: the status and a message that says why."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: Headers = ()) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +75,12 @@ class Reply:
     cache_control: bytes
     body: bytes
     route: str
+    headers: Headers = ()
+
+
+def error_reply(exc: HttpError) -> Reply:
+    body = (exc.message + "\n").encode()
+    return Reply(exc.status, TEXT_TYPE, b"no-cache", body, "error", exc.headers)
 
 
 def _number(text: str, limit: int) -> int | None:
@@ -82,32 +107,59 @@ class Pending:
     expired: HttpError
 
 
-def decide(
-    path: str, query: bytes, hub: Hub, settings: EdgeSettings, now: float
-) -> Reply | Pending:
-    """Answer ``GET /live/...`` now, or say what to wait for; raises :class:`HttpError`."""
+@dataclass(slots=True)
+class Services:
+    """What LL-HLS requests use besides the windows: sessions, signing keys, the cache."""
+
+    hub: Hub
+    sessions: SessionStore
+    keys: Mapping[str, SigningKey]
+    cache: ByteCache
+    settings: EdgeSettings
+    clock: Callable[[], float] = time.time  # the wall clock: sessions and grants
+
+
+@dataclass(slots=True)
+class Later:
+    """An answer that needs Redis first (admission, a grant, an archived segment)."""
+
+    run: Callable[[], Awaitable[Reply | Pending]]
+
+
+def decide(path: str, query: bytes, services: Services, now: float) -> Reply | Pending | Later:
+    """Answer ``GET /live/...`` now, say what to wait for, or what to ask Redis first.
+
+    Raises :class:`HttpError` for a request refused at once. ``now`` is the loop's clock.
+    """
     parts = path[6:].split("/")  # after "/live/"
+    params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
     if len(parts) == 1:
         name = parts[0]
         if not name.endswith(".m3u8"):
             raise HttpError(404, f"not a playlist: /live/{name}")
-        return _multivariant(_view(hub, name[:-5]))
+        view = _view(services.hub, name[:-5])
+        return Later(lambda: _multivariant(view, params, services))
     if len(parts) != 3:
         raise HttpError(404, "expected /live/{stream}.m3u8 or /live/{stream}/{rendition}/{file}")
-    view = _view(hub, parts[0])
+    view = _view(services.hub, parts[0])
     feed = _feed(view, parts[1])
     name = parts[2]
     if name == "index.m3u8":
-        return _media_playlist(view, feed, query, settings, now)
-    return _media_file(view, feed, name, settings, now)
+        viewer = parse_viewer_id(params.get(HLS_CTX))
+        if view.meta.access == "signed":
+            return Later(lambda: _signed_media_playlist(view, feed, params, viewer, services, now))
+        if viewer is not None and services.settings.viewer_tracking_enabled:
+            services.sessions.touch(viewer, view.name, services.clock())
+        return _media_playlist(view, feed, params, services.settings, now)
+    return _media_file(view, feed, name, services, now)
 
 
-async def handle_live(
-    path: str, query: bytes, hub: Hub, settings: EdgeSettings, metrics: Metrics
-) -> Reply:
+async def handle_live(path: str, query: bytes, services: Services, metrics: Metrics) -> Reply:
     """:func:`decide`, waiting on the hub's signal when the answer is to hold the request."""
     loop = asyncio.get_running_loop()
-    decision = decide(path, query, hub, settings, loop.time())
+    decision = decide(path, query, services, loop.time())
+    if isinstance(decision, Later):
+        decision = await decision.run()
     if isinstance(decision, Reply):
         return decision
     with metrics.blocked():
@@ -142,10 +194,31 @@ def _feed(view: StreamView, rendition: str) -> RenditionFeed:
     return feed
 
 
-def _multivariant(view: StreamView) -> Reply:
+async def _multivariant(view: StreamView, params: Mapping[str, str], services: Services) -> Reply:
+    """The entry playlist: access check, the viewer's session, the multi-view limit."""
+    now = services.clock()
+    signed = view.meta.access == "signed"
+    grant = None
+    if signed:
+        checked = verify(view.name, params, services.keys, now)
+        if isinstance(checked, Denied):
+            raise HttpError(403, checked.message)
+        grant = checked
+    viewer = session_for_request(
+        params.get(HLS_CTX), tracking=services.settings.viewer_tracking_enabled, signed=signed
+    )
+    if viewer is not None:
+        admission = await services.sessions.admit(viewer, view.name, now)
+        if not admission.allowed:
+            retry = str(max(1, math.ceil(admission.retry_after or 1))).encode()
+            raise HttpError(429, admission.message, ((b"retry-after", retry),))
+        if grant is not None:
+            await services.sessions.grant(viewer, view.name, grant.expires_at, now)
+        if services.settings.viewer_tracking_enabled:
+            services.sessions.touch(viewer, view.name, now)
     variants = [
         Variant(
-            uri=f"{view.name}/{r.name}/index.m3u8",
+            uri=media_playlist_uri(view.name, r.name, viewer),
             bandwidth=r.bandwidth,
             codecs=r.codecs,
             width=r.width,
@@ -156,7 +229,34 @@ def _multivariant(view: StreamView) -> Reply:
         for r in sorted(view.meta.renditions, key=lambda r: r.bandwidth)
     ]
     text = render_multivariant_playlist(variants)
-    return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, text.encode(), "multivariant")
+    # With a session the playlist is this viewer's own: no shared cache may keep it.
+    cache = PRIVATE_PLAYLIST_CACHE if viewer is not None else PLAYLIST_CACHE
+    return Reply(200, PLAYLIST_TYPE, cache, text.encode(), "multivariant")
+
+
+async def _signed_media_playlist(
+    view: StreamView,
+    feed: RenditionFeed,
+    params: Mapping[str, str],
+    viewer: str | None,
+    services: Services,
+    now: float,
+) -> Reply | Pending:
+    """A media playlist of a signed stream: the session's inherited grant, or a token."""
+    wall = services.clock()
+    try:
+        if viewer is not None:
+            expiry = await services.sessions.grant_expiry(viewer, view.name, wall)
+            checked = check_session_grant(view.name, expiry, wall)
+        else:
+            checked = verify(view.name, params, services.keys, wall)
+    except RedisError as exc:
+        raise HttpError(503, f"session store unavailable: {exc}") from exc
+    if isinstance(checked, Denied):
+        raise HttpError(403, checked.message)
+    if viewer is not None:
+        services.sessions.touch(viewer, view.name, wall)
+    return _media_playlist(view, feed, params, services.settings, now)
 
 
 def _directive(name: str, value: str | None) -> int | None:
@@ -169,9 +269,12 @@ def _directive(name: str, value: str | None) -> int | None:
 
 
 def _media_playlist(
-    view: StreamView, feed: RenditionFeed, query: bytes, settings: EdgeSettings, now: float
+    view: StreamView,
+    feed: RenditionFeed,
+    params: Mapping[str, str],
+    settings: EdgeSettings,
+    now: float,
 ) -> Reply | Pending:
-    params = dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True)) if query else {}
     msn = _directive("_HLS_msn", params.get("_HLS_msn"))
     part = _directive("_HLS_part", params.get("_HLS_part"))
     skip = params.get("_HLS_skip")
@@ -238,8 +341,9 @@ def _render(view: StreamView, feed: RenditionFeed, delta: bool) -> Reply:
 
 
 def _media_file(
-    view: StreamView, feed: RenditionFeed, name: str, settings: EdgeSettings, now: float
-) -> Reply | Pending:
+    view: StreamView, feed: RenditionFeed, name: str, services: Services, now: float
+) -> Reply | Pending | Later:
+    settings = services.settings
     window = feed.window
     if name.startswith("init") and name.endswith(".mp4"):
         middle = name[4:-4]
@@ -265,11 +369,15 @@ def _media_file(
         )
     if index is None:
         seg = window.segment(msn)
-        if seg is None or not seg.complete:
-            raise HttpError(
-                404, f"segment {msn} of {view.name}/{window.name} is not in the live window"
-            )
-        return Reply(200, MEDIA_TYPE, MEDIA_CACHE, seg.data, "segment")
+        if seg is not None and seg.complete:
+            return Reply(200, MEDIA_TYPE, MEDIA_CACHE, seg.data, "segment")
+        if window.segments and msn < window.segments[0].msn:
+            # Older than the live window (a slow client, a DVR-style request): the
+            # archive in Redis, through the edge's bounded cache.
+            return Later(lambda: _archived(view, window.name, msn, services))
+        raise HttpError(
+            404, f"segment {msn} of {view.name}/{window.name} is not in the live window"
+        )
     part = window.part(msn, index)
     if part is not None:  # the common case: answer at once
         return Reply(200, MEDIA_TYPE, MEDIA_CACHE, part.data, "part")
@@ -292,6 +400,17 @@ def _media_file(
         return reply
     expired = HttpError(503, f"part {msn}.{index} did not arrive in time")
     return Pending(feed, check, now + _timeout(view, settings), expired)
+
+
+async def _archived(view: StreamView, rendition: str, msn: int, services: Services) -> Reply:
+    try:
+        data = await archived_segment(services.cache, services.hub.redis, view.name, rendition, msn)
+    except RedisError as exc:
+        services.hub.redis_errors += 1
+        raise HttpError(503, f"segment archive unavailable: {exc}") from exc
+    if data is None:
+        raise HttpError(404, f"segment {msn} of {view.name}/{rendition} is no longer kept")
+    return Reply(200, MEDIA_TYPE, MEDIA_CACHE, data, "segment_archive")
 
 
 def _timeout(view: StreamView, settings: EdgeSettings) -> float:

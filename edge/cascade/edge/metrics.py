@@ -78,6 +78,17 @@ class Metrics:
         self.redis_errors = Gauge(
             "cascade_edge_redis_errors", "Failed Redis calls since start", registry=self.registry
         )
+        self.viewers = Gauge(
+            "cascade_edge_viewers",
+            "Viewers per stream (anonymous sessions seen within VIEWER_TIMEOUT_SECONDS)",
+            ["stream"],
+            registry=self.registry,
+        )
+        self.viewers_total = Gauge(
+            "cascade_edge_viewers_total_current",
+            "Viewers of any stream",
+            registry=self.registry,
+        )
         self.last_part_age = Gauge(
             "cascade_edge_stream_last_part_age_seconds",
             "Seconds since the newest part",
@@ -96,10 +107,14 @@ class Metrics:
         finally:
             self.blocked_now.dec()
 
-    def collect(self, hub: Hub) -> None:
+    def collect(self, hub: Hub, viewers: dict[str, int] | None = None, total: int = 0) -> None:
         self.streams.set(len(hub.streams))
         self.redis_up.set(1 if hub.connected else 0)
         self.redis_errors.set(hub.redis_errors)
+        self.viewers.clear()
+        for name, count in (viewers or {}).items():
+            self.viewers.labels(name).set(count)
+        self.viewers_total.set(total)
         self.last_part_age.clear()
         for name, view in hub.streams.items():
             if view.health is not None and view.health.last_part_at:

@@ -28,8 +28,8 @@ from urllib.parse import unquote
 import httptools
 
 from cascade.core.settings import EdgeSettings
-from cascade.edge.hub import Hub, RenditionFeed
-from cascade.edge.live import TEXT_TYPE, HttpError, Pending, Reply, decide
+from cascade.edge.hub import RenditionFeed
+from cascade.edge.live import HttpError, Later, Pending, Reply, Services, decide, error_reply
 from cascade.edge.metrics import Metrics
 
 log = logging.getLogger("cascade.edge.server")
@@ -86,7 +86,7 @@ class Held:
         try:
             reply = self.pending.check()
         except HttpError as exc:
-            reply = _error_reply(exc)
+            reply = error_reply(exc)
         if reply is None:
             return False
         self._answer(reply)
@@ -94,7 +94,7 @@ class Held:
 
     def expire(self) -> None:
         if not self.try_answer():
-            self._answer(_error_reply(self.pending.expired))
+            self._answer(error_reply(self.pending.expired))
 
     def _answer(self, reply: Reply) -> None:
         self.done = True
@@ -103,16 +103,12 @@ class Held:
         self.protocol.finish_live(reply, self.start)
 
 
-def _error_reply(exc: HttpError) -> Reply:
-    return Reply(exc.status, TEXT_TYPE, _NO_CACHE, (exc.message + "\n").encode(), "error")
-
-
 class EdgeServer:
     """Owns the listening socket, the connections, the held requests and the lifespan."""
 
     def __init__(self, app: ASGIApp, state: Any, settings: EdgeSettings, metrics: Metrics) -> None:
         self.app = app
-        self.state = state  # the FastAPI app's state: the hub is there once started
+        self.state = state  # the FastAPI app's state: the services are there once started
         self.settings = settings
         self.metrics = metrics
         self.connections: set[HttpProtocol] = set()
@@ -126,9 +122,9 @@ class EdgeServer:
         self.draining = False
 
     @property
-    def hub(self) -> Hub:
-        hub: Hub = self.state.hub
-        return hub
+    def services(self) -> Services:
+        services: Services = self.state.live
+        return services
 
     async def start(self, host: str, port: int, *, sock: Any = None) -> None:
         self._lifespan = _Lifespan(self.app)
@@ -305,14 +301,31 @@ class HttpProtocol(asyncio.Protocol):
         start = time.perf_counter()
         loop = asyncio.get_running_loop()
         try:
-            decision = decide(path, query, self.server.hub, self.server.settings, loop.time())
+            decision = decide(path, query, self.server.services, loop.time())
         except HttpError as exc:
-            decision = _error_reply(exc)
+            decision = error_reply(exc)
+        if isinstance(decision, Later):
+            self._asgi_task = loop.create_task(self._later(decision, start))
+            return
+        self._hold_or_finish(decision, start)
+
+    def _hold_or_finish(self, decision: Reply | Pending, start: float) -> None:
         if isinstance(decision, Reply):
             self.finish_live(decision, start)
             return
         self.server.metrics.blocked_now.inc()
         self.server.hold(decision.feed, Held(self, decision, start))
+
+    async def _later(self, later: Later, start: float) -> None:
+        """Requests that ask Redis first (multivariant, signed, archive): one task each."""
+        try:
+            decision = await later.run()
+        except HttpError as exc:
+            decision = error_reply(exc)
+        except Exception:
+            log.exception("LL-HLS request failed")
+            decision = error_reply(HttpError(500, "internal error"))
+        self._hold_or_finish(decision, start)
 
     def finish_live(self, reply: Reply, start: float) -> None:
         head = [
@@ -321,6 +334,8 @@ class HttpProtocol(asyncio.Protocol):
             b"cache-control: ", reply.cache_control, b"\r\n",
             b"content-length: %d\r\n" % len(reply.body),
         ]  # fmt: skip
+        for name, value in reply.headers:
+            head += [name, b": ", value, b"\r\n"]
         origin = self._origin()
         if origin is not None:
             head += [b"access-control-allow-origin: ", origin, b"\r\n"]

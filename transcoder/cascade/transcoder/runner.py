@@ -93,6 +93,8 @@ class StreamRunner:
         self._peak_bps: dict[str, float] = {}
         self._meta_written_gen = -1
         self._meta: StreamMeta | None = None
+        # rendition -> (msn, bytes of its parts so far): archived once the segment completes
+        self._segment_parts: dict[str, tuple[int, list[bytes]]] = {}
         self._seg_bytes: dict[str, tuple[int, int, float]] = {}  # rendition -> (msn, bytes, dur)
         self._maxlen = self._window_entries()
         self.writer = RespWriter(settings.redis_url)
@@ -366,6 +368,9 @@ class StreamRunner:
                 commands.append(["SET", schema.init_key(self.name, rendition), entry.data])
             elif isinstance(entry, PartEntry):
                 self._note_part(rendition, packager, entry)
+                archive = self._archive(rendition, entry)
+                if archive is not None:
+                    commands.append(archive)
             commands.append(self._xadd(rendition, entry))
         meta = self._meta_if_ready()
         if meta is not None:
@@ -373,8 +378,26 @@ class StreamRunner:
             for name, value in meta.encode().items():
                 hset += (name, value)
             commands.append(hset)
-        steady = len(entries) == 1 and isinstance(entries[0], PartEntry) and meta is None
+        steady = len(commands) == 1 and isinstance(entries[0], PartEntry) and meta is None
         self.writer.send(*commands, replies=not steady)
+
+    def _archive(self, rendition: str, part: PartEntry) -> list[Arg] | None:
+        """When a segment completes, one key with its bytes for requests past the window."""
+        if self.settings.archive_seconds <= 0:
+            return None
+        msn, parts = self._segment_parts.get(rendition, (part.msn, []))
+        command: list[Arg] | None = None
+        if part.msn != msn and parts:
+            d = self.spec.delivery
+            ttl = schema.archive_ttl_seconds(
+                self.settings.archive_seconds, d.segment_duration_ms / 1000, d.window_segments
+            )
+            key = schema.archive_segment_key(self.name, rendition, msn)
+            command = ["SET", key, b"".join(parts), "EX", ttl]
+            parts = []
+        parts.append(part.data)
+        self._segment_parts[rendition] = (part.msn, parts)
+        return command
 
     def _note_part(self, rendition: str, packager: RenditionPackager, part: PartEntry) -> None:
         self._track_bandwidth(rendition, part)

@@ -15,6 +15,22 @@
 (function () {
   'use strict';
 
+  // 12 random bytes, base64url: the shape the edge accepts as an hls_ctx (16 characters).
+  var VIEWER_ID = (function () {
+    var bytes = new Uint8Array(12);
+    window.crypto.getRandomValues(bytes);
+    var text = '';
+    for (var i = 0; i < bytes.length; i++) text += String.fromCharCode(bytes[i]);
+    return window.btoa(text).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  })();
+  // A signed playback link (exp, kid, sig) opened on the player page applies to its streams.
+  var PAGE_TOKEN = (function () {
+    var q = new URLSearchParams(window.location.search);
+    if (!q.get('sig')) return '';
+    return '&exp=' + encodeURIComponent(q.get('exp') || '') + '&kid=' +
+      encodeURIComponent(q.get('kid') || '') + '&sig=' + encodeURIComponent(q.get('sig'));
+  })();
+
   // Same rule as a LiveStream's metadata.name (RFC 1123 label), see core/cascade/core/spec.py.
   var NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
   var MAX_NAME_LEN = 63;
@@ -83,7 +99,9 @@
 
   function Player(name, container) {
     this.name = name;
-    this.url = '/live/' + encodeURIComponent(name) + '.m3u8';
+    // One anonymous viewer id for every stream of this page (the multi-view limit counts
+    // streams per viewer); the signed-URL query of the page, if any, rides along.
+    this.url = '/live/' + encodeURIComponent(name) + '.m3u8?hls_ctx=' + VIEWER_ID + PAGE_TOKEN;
     this.hls = null;
     this.retryTimer = null;
     this.phase = 'starting'; // starting | waiting | running | error
@@ -247,6 +265,15 @@
     if (isManifest && (code === 404 || code === 503)) {
       // The stream has not started (yet): not an error for the viewer.
       this.waitForStream();
+      return;
+    }
+    if (isManifest && (code === 403 || code === 429)) {
+      // Refused: a signed stream without a valid link, or more streams than a viewer may
+      // watch at once. The edge says why; show it, and try again later for 429.
+      var why = (data.response && data.response.text) || '';
+      this.fatal((code === 403 ? 'not allowed: ' : 'limit reached: ') + String(why).trim());
+      if (this.hls) { this.hls.destroy(); this.hls = null; }
+      if (code === 429) this.schedule(this.startHls, 10000);
       return;
     }
     if (!data.fatal) {
