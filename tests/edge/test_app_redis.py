@@ -297,11 +297,19 @@ async def test_edge_catches_up_by_itself_after_redis_restarts_empty(
     edge: Edge, redis_server: RedisServer
 ) -> None:
     await edge.redis.aclose()
-    redis_server.restart()  # same port, no data: stream ids start again from zero
-    for _ in range(100):
-        if (await edge.client.get("/health")).status_code == 503:
+    assert redis_server.proc is not None
+    redis_server.proc.terminate()
+    redis_server.proc.wait(10)
+    # Redis down: not ready (no new parts can arrive), but alive (no restart wanted).
+    for _ in range(200):
+        if (await edge.client.get("/readyz")).status_code == 503:
             break
         await asyncio.sleep(0.02)
+    assert (await edge.client.get("/readyz")).status_code == 503
+    assert (await edge.client.get("/livez")).status_code == 200
+    assert (await edge.client.get("/health")).status_code == 503
+    assert (await edge.client.get("/live/cam1/360p/3.m4s")).status_code == 200  # from memory
+    redis_server.start()  # same port, no data: stream ids start again from zero
     # The transcoders re-announce the stream and go on publishing (msn 12 onward).
     edge.redis = Redis.from_url(redis_server.url)
     await _announce(edge.redis)

@@ -206,3 +206,44 @@ def test_nothing_identifying_is_stored_in_redis(replicas: Replicas) -> None:
         elif kind == b"set":
             blob += repr(replicas.redis.smembers(key))
         assert "127.0.0.1" not in blob and "SpyBrowser" not in blob and "Mozilla" not in blob, key
+
+
+def test_sigterm_drains_held_requests(redis_server: object) -> None:
+    url = redis_server.url  # type: ignore[attr-defined]
+    r = redis.Redis.from_url(url)
+    announce(r, "drain")
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": url,
+           "CASCADE_LOG_LEVEL": "WARNING"}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "cascade.edge.main"], env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"{base}/live/drain/360p/5.4.m4s", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert httpx.get(f"{base}/livez").status_code == 200
+        assert httpx.get(f"{base}/readyz").json()["ready"] is True
+        with httpx.Client(base_url=base, timeout=10) as client:
+            import concurrent.futures
+
+            with concurrent.futures.ThreadPoolExecutor(1) as pool:
+                held = pool.submit(client.get, "/live/drain/360p/index.m3u8?_HLS_msn=6&_HLS_part=0")
+                time.sleep(0.3)
+                proc.send_signal(15)  # SIGTERM, as a rolling update does
+                time.sleep(0.3)
+                entry = PartEntry(6, 0, 0.1, True, 1.8e9 + 3.0, b"6.0;")
+                r.xadd(schema.parts_key("drain", "360p"), schema.encode_entry(entry))  # type: ignore[arg-type]
+                response = held.result(timeout=10)
+        assert response.status_code == 200  # the held request was answered, not cut
+        assert 'URI="6.0.m4s"' in response.text
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        r.close()

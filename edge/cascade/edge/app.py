@@ -147,6 +147,22 @@ def build_fastapi(
 
     # ---- operations ------------------------------------------------------------------
 
+    @app.get("/livez")
+    async def livez() -> Response:
+        """Liveness: the process answers. Never depends on Redis (a Redis outage must not
+        make Kubernetes restart every edge at once)."""
+        return JSONResponse({"status": "alive"})
+
+    @app.get("/readyz")
+    async def readyz(hub: HubDep) -> Response:
+        """Readiness: false while Redis is unreachable, so the Service stops sending
+        viewers to an edge that cannot see new parts."""
+        ready = hub.connected
+        return JSONResponse(
+            {"ready": ready, "redis": "connected" if ready else "unreachable"},
+            status_code=200 if ready else 503,
+        )
+
     @app.get("/health")
     async def health(hub: HubDep, request: Request) -> Response:
         live = sum(1 for v in hub.streams.values() if _state(v) is StreamState.LIVE)
