@@ -105,15 +105,26 @@ class Publisher(threading.Thread):
             self.stop.wait(max(0.0, next_at - time.monotonic()))
 
 
+def redis_calls(r: Any) -> int:
+    """Commands Redis has executed since it started (INFO commandstats)."""
+    return sum(int(v["calls"]) for v in r.info("commandstats").values())
+
+
 def run_step(exe: Path, base: str, viewers: int, seconds: float, edge_pid: int,
-             publisher: Publisher) -> dict[str, Any]:  # fmt: skip
-    log(f"viewers: {viewers} viewers for {seconds:g} s")
+             publisher: Publisher, *, sessions: bool = False) -> dict[str, Any]:  # fmt: skip
+    log(f"viewers: {viewers} viewers for {seconds:g} s" + (" with sessions" if sessions else ""))
     e0, t0 = cpu_seconds(edge_pid), time.monotonic()
     proc = subprocess.Popen(
         ["taskset", "-c", "0", str(exe), "-base", base, "-viewers", str(viewers),
-         "-duration", f"{seconds}s", "-ramp", "2s", "-warmup", "2s"],
+         "-duration", f"{seconds}s", "-ramp", "2s", "-warmup", "2s",
+         *(["-sessions"] if sessions else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )  # fmt: skip
+    # Steady state: after the ramp and warm-up, over the measured seconds.
+    time.sleep(4.5)
+    calls0, c0 = redis_calls(publisher.r), time.monotonic()
+    time.sleep(max(1.0, seconds - 1.5))
+    calls1, c1 = redis_calls(publisher.r), time.monotonic()
     out, err = proc.communicate(timeout=seconds + 60)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - t0
@@ -139,6 +150,8 @@ def run_step(exe: Path, base: str, viewers: int, seconds: float, edge_pid: int,
             "max": round(delays[-1] * 1000, 1) if delays else None,
         },
         "edge_cpu_cores": round(edge_cpu, 2),
+        "sessions": sessions,
+        "redis_commands_per_second": round((calls1 - calls0) / (c1 - c0), 1),
         "client_cpu_seconds_total": round(usage.ru_utime + usage.ru_stime, 2),
         "passed": summary["errors"] == 0 and p99 is not None and p99 <= 100,
     }
@@ -150,6 +163,12 @@ def main() -> int:
     )
     parser.add_argument("--steps", default="250,500,1000,1500")
     parser.add_argument("--seconds", type=float, default=15.0)
+    parser.add_argument(
+        "--session-viewers",
+        type=int,
+        default=1000,
+        help="viewers of the session-cost step (with and without hls_ctx)",
+    )
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",") if s]
     install_sigterm_as_interrupt()
@@ -187,11 +206,37 @@ def main() -> int:
                 prev_client = total
                 result["steps"].append(step)
                 log(f"viewers: {json.dumps(step)}")
+            # Session cost: the same load with anonymous sessions (hls_ctx), minus without.
+            n = args.session_viewers
+            without = next((s for s in result["steps"] if s["viewers"] == n), None)
+            if without is None:
+                without = run_step(exe, base, n, args.seconds, edge.pid, publisher)
+                total = without.pop("client_cpu_seconds_total")
+                without["client_cpu_cores"] = round((total - prev_client) / (args.seconds + 4), 2)
+                prev_client = total
+                result["steps"].append(without)
+            with_sessions = run_step(exe, base, n, args.seconds, edge.pid, publisher, sessions=True)
+            total = with_sessions.pop("client_cpu_seconds_total")
+            with_sessions["client_cpu_cores"] = round((total - prev_client) / (args.seconds + 4), 2)
+            result["steps"].append(with_sessions)
+            log(f"viewers: {json.dumps(with_sessions)}")
+            extra = (
+                with_sessions["redis_commands_per_second"] - without["redis_commands_per_second"]
+            )
+            result["session_cost"] = {
+                "viewers": n,
+                "redis_commands_per_second_without_sessions": without["redis_commands_per_second"],
+                "redis_commands_per_second_with_sessions": with_sessions[
+                    "redis_commands_per_second"
+                ],
+                "redis_commands_per_viewer_per_second": round(max(0.0, extra) / n, 4),
+                "target": 0.2,
+            }
         finally:
             if publisher is not None:
                 publisher.stop.set()
             procs.stop_all()
-    passed = [s["viewers"] for s in result["steps"] if s["passed"]]
+    passed = [s["viewers"] for s in result["steps"] if s["passed"] and not s["sessions"]]
     result["max_viewers_sustained"] = max(passed) if passed else 0
     result["target"] = "1000 viewers per edge core, zero errors, p99 <= 100 ms"
     result["loadavg_at_end"] = loadavg()

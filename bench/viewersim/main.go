@@ -119,6 +119,7 @@ func main() {
 	duration := flag.Duration("duration", 15*time.Second, "how long to run")
 	ramp := flag.Duration("ramp", 2*time.Second, "spread viewer starts over this long")
 	warmup := flag.Duration("warmup", 2*time.Second, "do not record samples during this long")
+	sessions := flag.Bool("sessions", false, "start from the multivariant playlist and send its hls_ctx, as players do")
 	flag.Parse()
 	u, err := url.Parse(*base)
 	if *base == "" || err != nil || u.Scheme != "http" {
@@ -139,7 +140,11 @@ func main() {
 			defer wg.Done()
 			time.Sleep(delay)
 			k := &conn{addr: u.Host}
-			local := viewer(k, u.Path, end, recordFrom, &c)
+			ctx := ""
+			if *sessions {
+				ctx = session(k, u.Path, &c)
+			}
+			local := viewer(k, u.Path, ctx, end, recordFrom, &c)
 			if k.c != nil {
 				k.c.Close()
 			}
@@ -173,12 +178,35 @@ func hint(body []byte) (int, int, bool) {
 	return msn, part, true
 }
 
-func viewer(k *conn, base string, end, recordFrom time.Time, c *counters) []sample {
+var ctxRE = regexp.MustCompile(`hls_ctx=([A-Za-z0-9_-]{16})`)
+
+// session asks the multivariant playlist (/live/{stream}.m3u8) for a viewer id.
+func session(k *conn, base string, c *counters) string {
+	rendition := strings.TrimSuffix(base, "/")
+	stream := rendition[:strings.LastIndex(rendition, "/")]
+	status, body, err := k.get(stream+".m3u8", c)
+	if err != nil || status != 200 {
+		c.errors.Add(1)
+		return ""
+	}
+	if m := ctxRE.FindSubmatch(body); m != nil {
+		return string(m[1])
+	}
+	return ""
+}
+
+func viewer(k *conn, base, ctx string, end, recordFrom time.Time, c *counters) []sample {
+	sep := "?"
+	suffix := ""
+	if ctx != "" {
+		suffix = "&hls_ctx=" + ctx
+		sep = "?hls_ctx=" + ctx
+	}
 	var out []sample
 	msn, part, ok := -1, -1, false
 	for time.Now().Before(end) {
 		if !ok {
-			status, body, err := k.get(base+"index.m3u8", c)
+			status, body, err := k.get(base+"index.m3u8"+strings.TrimSuffix(sep, "?"), c)
 			if err != nil || status != 200 {
 				c.errors.Add(1)
 				c.playlistErrors.Add(1)
@@ -191,7 +219,7 @@ func viewer(k *conn, base string, end, recordFrom time.Time, c *counters) []samp
 			}
 		}
 		// The blocking reload: held by the edge until part (msn, part) exists.
-		status, body, err := k.get(fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d", base, msn, part), c)
+		status, body, err := k.get(fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d%s", base, msn, part, suffix), c)
 		if err != nil || status != 200 {
 			c.errors.Add(1)
 			c.playlistErrors.Add(1)

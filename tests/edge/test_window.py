@@ -167,3 +167,15 @@ def test_new_generation_gets_a_discontinuity_and_its_own_map() -> None:
     before, after = text.split("#EXT-X-DISCONTINUITY\n")
     assert 'URI="init-1.mp4"' in after and 'URI="init-1.mp4"' not in before
     assert check_media_playlist(text) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [b"", b"_HLS_msn=12&_HLS_part=3", b"a=1&a=2", b"x=%41%2B+b&y", b"=v&k=", b"&&_HLS_skip=YES&"],
+)
+def test_query_parser_agrees_with_the_standard_library(query: bytes) -> None:
+    from urllib.parse import parse_qsl
+
+    from cascade.edge.live import parse_query
+
+    assert parse_query(query) == dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
