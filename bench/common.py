@@ -295,11 +295,15 @@ def start_redis(procs: Procs, workdir: Path) -> tuple[str, subprocess.Popen[byte
     return f"redis://127.0.0.1:{port}/0", proc
 
 
-def start_edge(procs: Procs, redis_url: str) -> tuple[int, subprocess.Popen[bytes]]:
+def start_edge(
+    procs: Procs, redis_url: str, *, cpu: int | None = None
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """One edge process on a free port; ``cpu`` pins it to that core (``taskset``)."""
     port = free_tcp_port()
+    pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     proc = procs.spawn(
         "edge",
-        [sys.executable, "-m", "cascade.edge.main"],
+        [*pin, sys.executable, "-m", "cascade.edge.main"],
         env={"PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
              "CASCADE_LOG_LEVEL": "WARNING"},
     )  # fmt: skip

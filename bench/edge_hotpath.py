@@ -34,6 +34,7 @@ from bench.common import (
     install_sigterm_as_interrupt,
     loadavg,
     log,
+    start_edge,
     start_redis,
     wait_tcp,
 )
@@ -209,14 +210,7 @@ def main() -> int:
             # The Cascade edge, its window filled from Redis.
             redis_url, _ = start_redis(procs, work)
             publish_stream(redis_url, part)
-            port = free_tcp_port()
-            edge = procs.spawn(
-                "edge",
-                ["taskset", "-c", "1", PY, "-m", "cascade.edge.main"],
-                env={"PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
-                     "CASCADE_LOG_LEVEL": "WARNING"},
-            )  # fmt: skip
-            wait_tcp(port, 20, edge)
+            port, edge = start_edge(procs, redis_url, cpu=1)
             url = f"http://127.0.0.1:{port}{PATH}"
             deadline = time.monotonic() + 10
             while True:

@@ -32,13 +32,12 @@ from bench.common import (
     REPO,
     Procs,
     cpu_seconds,
-    free_tcp_port,
     install_sigterm_as_interrupt,
     loadavg,
     log,
     percentile,
+    start_edge,
     start_redis,
-    wait_tcp,
 )
 
 PY = sys.executable
@@ -186,14 +185,7 @@ def main() -> int:
             publisher = Publisher(redis_url)
             publisher.announce()
             publisher.start()
-            port = free_tcp_port()
-            edge = procs.spawn(
-                "edge",
-                ["taskset", "-c", "1", PY, "-m", "cascade.edge.main"],
-                env={"PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
-                     "CASCADE_LOG_LEVEL": "WARNING"},
-            )  # fmt: skip
-            wait_tcp(port, 20, edge)
+            port, edge = start_edge(procs, redis_url, cpu=1)
             time.sleep(1.5)
             base = f"http://127.0.0.1:{port}/live/{STREAM}/{RENDITION}/"
             result["steps"] = []
