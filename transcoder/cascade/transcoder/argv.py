@@ -61,10 +61,6 @@ def gop_frames(spec: LiveStreamSpec) -> int:
     return frames // 1000
 
 
-def frames_per_part(spec: LiveStreamSpec) -> float:
-    return spec.transcode.frame_rate * spec.delivery.part_duration_ms / 1000
-
-
 def build_argv(
     spec: LiveStreamSpec,
     inputs: Inputs = Inputs(),
