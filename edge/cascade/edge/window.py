@@ -154,8 +154,8 @@ class RenditionWindow:
         """Does the playlist contain segment ``msn`` (complete), or its part ``part``?"""
         seg = self.segment(msn)
         if seg is None:
-            pos = self.position
-            return pos is not None and msn < pos.msn and msn < self.segments[0].msn
+            # Older than the window: the playlist has long moved past it.
+            return bool(self.segments) and msn < self.segments[0].msn
         if part is None:
             return seg.complete
         return part < len(seg.parts) or seg.complete
