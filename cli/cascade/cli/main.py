@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from cascade.cli import sign
+from cascade.cli import crd, sign
 from cascade.core.manifest import ManifestError, parse_manifest
 from cascade.core.settings import LocalSettings
 
@@ -30,10 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     check = sub.add_parser("check", help="validate LiveStream files; exit 1 on any error")
     check.add_argument("files", type=Path, nargs="+")
     sign.add_parser(sub)
+    crd.add_parser(sub)
     args = parser.parse_args(argv)
 
     if args.command == "sign":
         return sign.run(args)
+    if args.command == "crd":
+        return crd.run(args)
 
     if args.command == "check":
         failed = False

@@ -166,7 +166,8 @@ class Mode(StrEnum):
 class Rendition(Model):
     """One output rendition. The design default is 640x360 @ 400 kbps for multi-view."""
 
-    name: Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")] = "360p"
+    # max_length repeats the pattern's limit for the CRD's CEL cost estimate (unique names).
+    name: Annotated[str, Field(max_length=31, pattern=r"^[a-z0-9][a-z0-9_-]{0,30}$")] = "360p"
     width: Annotated[int, Field(ge=128, le=3840, multiple_of=2)] = 640
     height: Annotated[int, Field(ge=72, le=2160, multiple_of=2)] = 360
     video_bitrate_kbps: Annotated[int, Field(ge=100, le=50000)] = 400
