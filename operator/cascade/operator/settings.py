@@ -1,0 +1,94 @@
+"""The operator's settings, read from the environment.
+
+``MAX_CONCURRENT_STREAMS`` and ``REDIS_URL`` keep the names of the original design;
+Cascade's own settings start with ``CASCADE_``. Each field says its default and what it
+does to load.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cascade.core.spec import Toleration
+
+# The NVIDIA device plugin's taint on GPU nodes in most clusters (GKE, EKS, the GPU
+# operator): GPU pods tolerate it, CPU pods stay off the GPU nodes.
+DEFAULT_GPU_TOLERATIONS = (
+    Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule"),
+)
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    transcoder_image: str = Field(
+        default="ghcr.io/cascade/transcoder:0.1.0",
+        validation_alias=AliasChoices("CASCADE_TRANSCODER_IMAGE", "transcoder_image"),
+        description="Image of the transcoder pods. Changing it rolls every transcoder pod.",
+    )
+    max_concurrent_streams: Annotated[int, Field(ge=1)] = Field(
+        default=25,
+        validation_alias=AliasChoices("MAX_CONCURRENT_STREAMS", "max_concurrent_streams"),
+        description="Cluster-wide limit of running transcoders (default 25); streams beyond "
+        "it wait in Pending with reason MaxConcurrentStreams.",
+    )
+    gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        validation_alias=AliasChoices("CASCADE_GPU_RESOURCE", "gpu_resource_name"),
+        description="Extended resource the NVIDIA device plugin advertises.",
+    )
+    nvenc_sessions_per_gpu: Annotated[int, Field(ge=1, le=64)] = Field(
+        default=8,
+        validation_alias=AliasChoices("CASCADE_NVENC_SESSIONS_PER_GPU", "nvenc_sessions_per_gpu"),
+        description="Concurrent NVENC encode sessions one GPU takes (default 8: GeForce "
+        "drivers allow 8 per system; datacenter cards are limited by their resources "
+        "only, so raise it for them). One session per rendition.",
+    )
+    gpu_runtime_class_name: str | None = Field(
+        default="nvidia",
+        validation_alias=AliasChoices("CASCADE_GPU_RUNTIME_CLASS", "gpu_runtime_class_name"),
+        description="runtimeClassName of NVENC pods unless the spec sets one (default "
+        "nvidia: the NVIDIA container runtime injects the driver and NVENC libraries).",
+    )
+    gpu_node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("CASCADE_GPU_NODE_SELECTOR", "gpu_node_selector"),
+        description="Node selector added to NVENC pods (JSON); the spec's keys win.",
+    )
+    gpu_tolerations: list[Toleration] = Field(
+        default_factory=lambda: list(DEFAULT_GPU_TOLERATIONS),
+        validation_alias=AliasChoices("CASCADE_GPU_TOLERATIONS", "gpu_tolerations"),
+        description="Tolerations added to NVENC pods (JSON list), before the spec's own.",
+    )
+    redis_url: str = Field(
+        default="redis://127.0.0.1:6379/0",
+        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
+        description="Redis the transcoders publish to and the operator reads health from.",
+    )
+    namespace: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("CASCADE_NAMESPACE", "namespace"),
+        description="Namespace to watch; unset: all namespaces (cluster-wide).",
+    )
+    ingest_service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP",
+        validation_alias=AliasChoices("CASCADE_INGEST_SERVICE_TYPE", "ingest_service_type"),
+        description="Type of the ingest Services (the spec has no field for it yet).",
+    )
+    cpu_request: str = Field(
+        default="1",
+        validation_alias=AliasChoices("CASCADE_TRANSCODER_CPU_REQUEST", "cpu_request"),
+        description="CPU request of a transcoder pod. No CPU limit is set: CFS throttling "
+        "stalls FFmpeg mid-part and shows up as latency spikes.",
+    )
+    memory_request: str = Field(
+        default="512Mi",
+        validation_alias=AliasChoices("CASCADE_TRANSCODER_MEMORY_REQUEST", "memory_request"),
+    )
+    memory_limit: str = Field(
+        default="2Gi",
+        validation_alias=AliasChoices("CASCADE_TRANSCODER_MEMORY_LIMIT", "memory_limit"),
+    )
