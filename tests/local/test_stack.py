@@ -297,6 +297,10 @@ SENDER_VIDEO = [
 ]
 
 
+# What the RTMP and RTP senders encode: cheap H.264 with a keyframe a second, and AAC.
+H264_AAC = ["-c:v", "libx264", "-preset", "ultrafast", "-g", "30", "-c:a", "aac"]
+
+
 def sender(args: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         ["ffmpeg", "-hide_banner", "-loglevel", "error", "-nostdin", *SENDER_VIDEO, *args],
@@ -395,14 +399,7 @@ def test_rtmp_listen_plays(stack: Stack) -> None:
     time.sleep(2)  # the listener must be up before the publisher connects
     src = sender(
         [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-c:a",
-            "aac",
+            *H264_AAC,
             "-f",
             "flv",
             f"rtmp://127.0.0.1:{port}/live/k",
@@ -420,14 +417,7 @@ def test_rtmp_pull_plays(stack: Stack) -> None:
     # An origin server that serves one stream to whoever connects to play it.
     src = sender(
         [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-c:a",
-            "aac",
+            *H264_AAC,
             "-f",
             "flv",
             "-listen",
@@ -458,14 +448,7 @@ def test_rtp_from_sdp_plays(stack: Stack) -> None:
     time.sleep(2)
     src = sender(
         [
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-g",
-            "30",
-            "-c:a",
-            "aac",
+            *H264_AAC,
             "-f",
             "rtp_mpegts",
             f"rtp://127.0.0.1:{port}",
