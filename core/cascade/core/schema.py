@@ -23,6 +23,14 @@ an IP address, user agent or anything else about the viewer):
 * ``cascade:viewer:{v}:grant:{s}`` - the expiry (Unix seconds) of the signed-URL grant a
   session inherited, with a TTL up to that expiry.
 
+On-demand streams (``activation: OnDemand``: no transcoder until a viewer asks):
+
+* ``cascade:ondemand`` - set of the on-demand stream names, kept by whoever starts
+  transcoders (the operator, or ``cascade up``); an edge asked for a stream it does not
+  have looks here to tell "starting" (503 + Retry-After) from "no such stream" (404).
+* ``cascade:demand`` - sorted set, stream -> last time (Unix seconds) a viewer asked for
+  an on-demand stream that had no transcoder; written by the edges, read by the starter.
+
 Encoding and decoding of entries are pure functions here, used by both sides.
 """
 
@@ -71,6 +79,8 @@ def archive_ttl_seconds(archive_seconds: float, segment_target: float, window_se
 VIEWERS_ALL: Final = f"{PREFIX}:viewers"
 VIEWED_STREAMS: Final = f"{PREFIX}:viewed"
 VIEWERS_PREFIX: Final = f"{PREFIX}:viewers:"
+ON_DEMAND_STREAMS: Final = f"{PREFIX}:ondemand"
+DEMAND: Final = f"{PREFIX}:demand"
 
 
 def viewers_key(stream: str) -> str:
