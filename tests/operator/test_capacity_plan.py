@@ -82,3 +82,15 @@ def test_no_gpu_nodes_holds_every_nvenc_stream() -> None:
             "needs 1 NVENC sessions, 0 of 0 free (0 GPUs x 8 sessions per GPU)",
         )
     }
+
+
+def test_a_running_stream_is_never_evicted_by_an_older_one_waking_up() -> None:
+    streams = [
+        StreamDemand("old-on-demand", 1.0, 0, False, running=False),
+        StreamDemand("young-running", 2.0, 0, False, running=True),
+    ]
+
+    decisions = plan_capacity(streams, max_streams=1, gpu_nodes=[], nvenc_sessions_per_gpu=8)
+
+    assert isinstance(decisions["young-running"], Admitted)
+    assert isinstance(decisions["old-on-demand"], Waiting)

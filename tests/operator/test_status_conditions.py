@@ -8,9 +8,11 @@ import pytest
 
 from cascade.core.schema import Health, StreamState
 from cascade.operator.status import (
+    ACTIVE,
     CAPACITY_AVAILABLE,
     INGESTING,
     READY,
+    RESTARTING,
     SCHEDULED,
     Condition,
     Status,
@@ -49,6 +51,12 @@ def c(type_: str, status: Status, reason: str = "Because") -> Condition:
             "Failed",
         ),
         ([c(CAPACITY_AVAILABLE, "False"), c(READY, "False", "InvalidSpec")], "Failed"),
+        # an on-demand stream nobody watches has no transcoder and no capacity claim
+        ([c(ACTIVE, "False", "AwaitingViewers"), c(SCHEDULED, "False", "NoPod")], "Idle"),
+        (
+            [c(ACTIVE, "True"), c(SCHEDULED, "False", "NoPod"), c(READY, "False", RESTARTING)],
+            "Restarting",
+        ),
     ],
 )
 def test_phase_table(conditions: list[Condition], phase: str) -> None:

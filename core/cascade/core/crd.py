@@ -317,7 +317,25 @@ def status_schema() -> dict[str, Any]:
             "playbackURL": {"type": "string", "description": "The multivariant playlist."},
             "viewers": {"type": "integer", "minimum": 0},
             "inputBitrateKbps": {"type": "integer", "minimum": 0},
-            "restarts": {"type": "integer", "minimum": 0},
+            "restarts": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "Transcoder pods recreated after a failure, plus container "
+                "restarts of the current pod.",
+            },
+            "transcoder": {
+                "type": "object",
+                "description": "The operator's memory of the transcoder pod, so that a "
+                "restarted operator tells a lost pod from one it never made.",
+                "properties": {
+                    "pod": {"type": "string"},
+                    "podUID": {"type": "string"},
+                    "startedAt": {"type": "string", "format": "date-time"},
+                    "recreations": {"type": "integer", "minimum": 0},
+                    "consecutiveFailures": {"type": "integer", "minimum": 0},
+                    "lastFailureTime": {"type": "string", "format": "date-time"},
+                },
+            },
         },
     }
 

@@ -2,9 +2,8 @@
 
 Pure functions: the same stream and settings give the same dict, byte for byte once
 JSON-dumped with sorted keys (golden-tested in ``tests/operator``). They add no owner
-references: the kopf handler calls ``kopf.adopt(body)`` on the result, which sets the
-LiveStream as controller owner (so deletion cascades through the garbage collector)
-and the namespace.
+references: the reconciler adds the LiveStream as controller owner (so deletion
+cascades through the garbage collector).
 
 Probes: none yet. The transcoder has no HTTP health endpoint (it reports health to
 Redis only); the operator turns that report into the ``Ingesting`` condition instead.
@@ -249,11 +248,24 @@ def build_ingest_service(stream: LiveStream, settings: OperatorSettings) -> dict
 
     UDP for an SRT listener and RTP, TCP for an RTMP listener; None for the test source,
     an RTMP pull and an SRT caller (the transcoder dials out). Owner reference added by
-    the caller (``kopf.adopt``).
+    the caller.
     """
     ports = ingest_ports(stream)
     if not ports:
         return None
+    spec: dict[str, Any] = {
+        "type": settings.ingest_service_type,
+        "selector": selector(stream),
+        "ports": [
+            {
+                "name": p["name"],
+                "port": p["port"],
+                "targetPort": p["port"],
+                "protocol": p["protocol"],
+            }
+            for p in ports
+        ],
+    }
     return {
         "apiVersion": "v1",
         "kind": "Service",
@@ -261,18 +273,8 @@ def build_ingest_service(stream: LiveStream, settings: OperatorSettings) -> dict
             "name": service_name(stream),
             "namespace": stream.metadata.namespace,
             "labels": labels(stream),
+            # The reconciler patches the Service when this differs (ports or type changed).
+            "annotations": {ANNOTATION_SPEC_HASH: spec_hash(spec)},
         },
-        "spec": {
-            "type": settings.ingest_service_type,
-            "selector": selector(stream),
-            "ports": [
-                {
-                    "name": p["name"],
-                    "port": p["port"],
-                    "targetPort": p["port"],
-                    "protocol": p["protocol"],
-                }
-                for p in ports
-            ],
-        },
+        "spec": spec,
     }

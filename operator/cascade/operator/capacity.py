@@ -7,8 +7,9 @@ budget, ``sum(GPUs of the GPU nodes) x nvenc_sessions_per_gpu`` (reason
 each). The budget is cluster-wide: whether the sessions fit on one node is the
 scheduler's call (the ``Scheduled`` condition reports it).
 
-Order is by creation time, then name, so a waiting stream starts as soon as an older
-one ends. NVENC admission is first come, first served: once an NVENC stream waits,
+Order: streams that already have a transcoder first (a stream that wakes up on demand
+never evicts one that is running), then by creation time and name, so a waiting stream
+starts as soon as an older one ends. NVENC admission is first come, first served: once an NVENC stream waits,
 younger NVENC streams wait behind it even if they would fit, so a big ladder is not
 starved by small ones.
 """
@@ -29,6 +30,7 @@ class StreamDemand(NamedTuple):
     gpus_requested: int
     nvenc: bool
     sessions: int = 1  # NVENC sessions: the number of renditions encoded
+    running: bool = False  # it has a transcoder pod now
 
 
 class GpuNode(NamedTuple):
@@ -57,7 +59,9 @@ def plan_capacity(
     gpu_nodes: Iterable[tuple[str, int]],
     nvenc_sessions_per_gpu: int,
 ) -> dict[str, Decision]:
-    demands = sorted((StreamDemand(*s) for s in streams), key=lambda d: (d.creation_ts, d.name))
+    demands = sorted(
+        (StreamDemand(*s) for s in streams), key=lambda d: (not d.running, d.creation_ts, d.name)
+    )
     total_gpus = sum(max(0, GpuNode(*n).gpus) for n in gpu_nodes)
     budget = total_gpus * nvenc_sessions_per_gpu
     used_sessions = 0

@@ -92,3 +92,65 @@ class OperatorSettings(BaseSettings):
         default="2Gi",
         validation_alias=AliasChoices("CASCADE_TRANSCODER_MEMORY_LIMIT", "memory_limit"),
     )
+    playback_base_url: str = Field(
+        default="http://cascade-edge",
+        validation_alias=AliasChoices("CASCADE_PLAYBACK_BASE_URL", "playback_base_url"),
+        description="Public base URL of the edges; status.playbackURL is "
+        "<base>/live/<stream>.m3u8.",
+    )
+    status_interval_seconds: Annotated[float, Field(gt=0, le=300)] = Field(
+        default=5.0,
+        validation_alias=AliasChoices("CASCADE_STATUS_INTERVAL_SECONDS", "status_interval_seconds"),
+        description="How often each stream's status is refreshed from Redis (viewers, input "
+        "bitrate, health) when nothing else happens. Pod and spec changes are handled at once. "
+        "Lower: fresher status, one more Redis round trip and status patch per stream.",
+    )
+    viewer_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
+        default=30,
+        validation_alias=AliasChoices("VIEWER_TIMEOUT_SECONDS", "viewer_timeout_seconds"),
+        description="A viewer counts while its last request is this recent (the edges' value).",
+    )
+    restart_backoff_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=2.0,
+        validation_alias=AliasChoices("CASCADE_RESTART_BACKOFF_SECONDS", "restart_backoff_seconds"),
+        description="Delay before recreating a failed transcoder pod; doubles with each "
+        "consecutive failure up to restart_backoff_max_seconds.",
+    )
+    restart_backoff_max_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=300.0,
+        validation_alias=AliasChoices(
+            "CASCADE_RESTART_BACKOFF_MAX_SECONDS", "restart_backoff_max_seconds"
+        ),
+    )
+    stable_after_seconds: Annotated[float, Field(gt=0)] = Field(
+        default=60.0,
+        validation_alias=AliasChoices("CASCADE_STABLE_AFTER_SECONDS", "stable_after_seconds"),
+        description="A pod running this long resets the consecutive failure count (and so "
+        "the backoff).",
+    )
+    cleanup_attempts: Annotated[int, Field(ge=1, le=100)] = Field(
+        default=5,
+        validation_alias=AliasChoices("CASCADE_CLEANUP_ATTEMPTS", "cleanup_attempts"),
+        description="Tries to remove a deleted stream's Redis keys before the finalizer lets "
+        "go anyway (with a Warning event): deletion never hangs on a Redis outage.",
+    )
+    liveness_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=8080,
+        validation_alias=AliasChoices("CASCADE_LIVENESS_PORT", "liveness_port"),
+        description="Port of the liveness endpoint /healthz (kopf's; 0: off).",
+    )
+    metrics_port: Annotated[int, Field(ge=0, le=65535)] = Field(
+        default=9090,
+        validation_alias=AliasChoices("CASCADE_METRICS_PORT", "metrics_port"),
+        description="Port of the Prometheus /metrics endpoint (0: off).",
+    )
+    bind_host: str = Field(
+        default="0.0.0.0",
+        validation_alias=AliasChoices("CASCADE_BIND_HOST", "bind_host"),
+        description="Address the liveness and metrics endpoints listen on.",
+    )
+    log_format: Literal["json", "plain"] = Field(
+        default="json",
+        validation_alias=AliasChoices("CASCADE_LOG_FORMAT", "log_format"),
+        description="json: one JSON object per line (for log pipelines); plain: for humans.",
+    )

@@ -6,13 +6,17 @@ Pure: the clock is passed in, nothing is stored between calls. The phase shown b
 =================== ================================== ===============================
 Condition type      Owner (the only writer)            True means
 =================== ================================== ===============================
+Active              lifecycle (``core.lifecycle``)     the stream should have a transcoder
+                                                       now (always for ``Always``; for
+                                                       ``OnDemand`` while it is watched)
 CapacityAvailable   capacity planner (``capacity``)    within MAX_CONCURRENT_STREAMS and
                                                        the NVENC session budget
 Scheduled           pod watcher (Pod's PodScheduled)   the transcoder pod has a node
 Ingesting           health timer (Redis health)        parts are flowing
-Ready               reconcile handler                  pod running, nothing failed;
-                                                       reason ``TranscoderFailed`` (etc.)
-                                                       when it gave up
+Ready               reconciler (``reconcile``)         transcoder pod running and ready;
+                                                       otherwise why not (``WaitingForPod``,
+                                                       ``TranscoderRestarting``,
+                                                       ``ImagePullFailed`` ...)
 =================== ================================== ===============================
 """
 
@@ -25,6 +29,7 @@ from typing import Any, Literal
 
 from cascade.core.schema import Health, StreamState
 
+ACTIVE = "Active"
 CAPACITY_AVAILABLE = "CapacityAvailable"
 SCHEDULED = "Scheduled"
 INGESTING = "Ingesting"
@@ -33,7 +38,9 @@ READY = "Ready"
 Status = Literal["True", "False", "Unknown"]
 
 # Ready reasons that mean the stream will not come up without a change: phase Failed.
-FAILED_REASONS = frozenset({"TranscoderFailed", "InvalidSpec", "ImagePullFailed"})
+FAILED_REASONS = frozenset({"TranscoderFailed", "InvalidSpec", "ImagePullFailed", "PodRejected"})
+# Ready reason while a failed transcoder waits out its backoff: phase Restarting.
+RESTARTING = "TranscoderRestarting"
 
 # Ingesting reasons, one per transcoder state (StreamState), and the phase each shows.
 _INGESTING_BY_STATE: dict[StreamState, tuple[Status, str]] = {
@@ -117,13 +124,19 @@ def set_condition(
 def derive_phase(conditions: Iterable[Condition]) -> str:
     """The display phase, computed from the conditions alone.
 
-    Failed (Ready False with a failure reason) > Pending (no capacity or not scheduled)
-    > Live / Reconnecting / Idle / Ended (from Ingesting) > Starting.
+    Failed (Ready False with a failure reason) > Idle (not Active: an on-demand stream
+    nobody watches) > Restarting (a failed transcoder in its backoff) > Pending (no
+    capacity or not scheduled) > Live / Reconnecting / Idle / Ended (from Ingesting) > Starting.
     """
     by_type = {c.type: c for c in conditions}
     ready = by_type.get(READY)
     if ready is not None and ready.status == "False" and ready.reason in FAILED_REASONS:
         return "Failed"
+    active = by_type.get(ACTIVE)
+    if active is not None and active.status == "False":
+        return "Idle"
+    if ready is not None and ready.status == "False" and ready.reason == RESTARTING:
+        return "Restarting"
     capacity = by_type.get(CAPACITY_AVAILABLE)
     if capacity is not None and capacity.status == "False":
         return "Pending"
