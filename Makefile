@@ -9,8 +9,8 @@ PY     := $(VENV)/bin/python
 PYTHON ?= python3
 # ffmpeg: the transcoder; redis-server: state; chromium + fonts: the browser tests and the
 # clock burnt into the demo; nginx + wrk: the reference server and client of the benchmarks;
-# openssl: the test control plane's certificates.
-APT_PACKAGES := ffmpeg redis-server chromium fonts-dejavu-core nginx-light wrk procps openssl
+# openssl, curl: the test control plane's certificates and readiness probes.
+APT_PACKAGES := ffmpeg redis-server chromium fonts-dejavu-core nginx-light wrk procps openssl curl
 ROOTS := core transcoder edge operator cli
 
 .PHONY: help setup run test test-fast lint bench clean

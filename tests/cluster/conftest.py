@@ -2,20 +2,26 @@
 
 `scripts/cluster-up.sh` builds the binaries when the cache lacks them (once per machine),
 starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok in a state dir
-of this session's own (free ports, so a developer's `make cluster-up` is left alone), and
-`scripts/cluster-down.sh` stops them at the end.
+of this session's own (free ports, so a developer's `make cluster-up` is left alone), runs
+the same hook as `make cluster-up` (scripts/cluster-operator.sh: the CRD, a Redis and the
+operator, here with short intervals), and `scripts/cluster-down.sh` stops it all at the end.
 
 Set CASCADE_TEST_KUBECONFIG to the kubeconfig of a cluster that is already up (the last line
 of `make cluster-up`) to run the tests against it instead; it is then neither started nor
-stopped here. Each test works in a namespace of its own.
+stopped here (its operator runs with the settings it was started with). Each test works in
+a namespace of its own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import time
+import urllib.error
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,6 +33,14 @@ REPO = Path(__file__).resolve().parents[2]
 # A cold build of the binaries takes a while on two cores; later sessions start in seconds.
 UP_TIMEOUT_S = 3600
 T = TypeVar("T")
+# The operator of the test cluster: the defaults, but with short timers so tests are quick.
+OPERATOR_ENV = {
+    "CASCADE_CLUSTER_AFTER_UP": "scripts/cluster-operator.sh",
+    "CASCADE_STATUS_INTERVAL_SECONDS": "1",
+    "CASCADE_RESTART_BACKOFF_SECONDS": "1",
+    "CASCADE_CLEANUP_ATTEMPTS": "3",
+    "CASCADE_LOG_FORMAT": "json",
+}
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
@@ -78,7 +92,11 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if given:
         yield Path(given)
         return
-    env = {**os.environ, "CASCADE_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster"))}
+    env = {
+        **os.environ,
+        **OPERATOR_ENV,
+        "CASCADE_CLUSTER_DIR": str(tmp_path_factory.mktemp("cluster")),
+    }
     down = [str(REPO / "scripts" / "cluster-down.sh")]
     try:
         up = subprocess.run(
@@ -127,3 +145,71 @@ def namespace(kubectl: Kubectl) -> Iterator[Kubectl]:
     )
     yield kubectl.in_namespace(name)
     kubectl.run("delete", "namespace", name, "--wait=false", check=False)
+
+
+class Operator:
+    """The operator process of the test cluster and its Redis (scripts/cluster-operator.sh)."""
+
+    def __init__(self, kubeconfig: Path) -> None:
+        self.state = kubeconfig.parent  # cluster-up.sh writes the kubeconfig into its state dir
+        self.kubeconfig = kubeconfig
+        self.env = dict(
+            line.split("=", 1)
+            for line in (self.state / "operator.env").read_text().splitlines()
+            if "=" in line
+        )
+
+    @property
+    def redis_url(self) -> str:
+        return self.env["REDIS_URL"]
+
+    def pid(self) -> int:
+        return int((self.state / "pids" / "operator.pid").read_text().split()[0])
+
+    def get(self, url_key: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(self.env[url_key], timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read().decode()
+
+    def stop(self, name: str = "operator") -> None:
+        """SIGTERM the recorded process group (operator or redis) and wait for it to end."""
+        pid = int((self.state / "pids" / f"{name}.pid").read_text().split()[0])
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGTERM)
+        wait_for(f"{name} to exit", lambda: not _alive(pid), timeout=30)
+
+    def start(self) -> None:
+        """Run the hook again: it starts what is not running (same ports, same settings)."""
+        bin_dir = self.state / "bin"
+        env = {
+            **os.environ,
+            **OPERATOR_ENV,
+            "KUBECONFIG": str(self.kubeconfig),
+            "CASCADE_CLUSTER_DIR": str(self.state),
+            "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        }
+        proc = subprocess.run(
+            [str(REPO / "scripts" / "cluster-operator.sh")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            check=False,
+        )
+        if proc.returncode != 0:
+            pytest.fail(f"cluster-operator.sh failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig: Path) -> Operator:
+    return Operator(kubeconfig)

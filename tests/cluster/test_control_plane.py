@@ -67,7 +67,7 @@ def test_nodes_advertise_gpus(kubectl: Kubectl) -> None:
     assert len(nodes) == 3
     assert all(ready(n) for n in nodes.values())
     gpus = {name: n["status"]["allocatable"].get(GPU) for name, n in nodes.items()}
-    assert sorted(gpus.values(), key=str) == ["8", "8", None]
+    assert sorted(gpus.values(), key=str) == ["16", "16", None]
     assert {name for name, count in gpus.items() if count} == gpu_nodes(kubectl)
 
 

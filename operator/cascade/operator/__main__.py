@@ -1,0 +1,3 @@
+from cascade.operator.main import main
+
+main()

@@ -1,0 +1,78 @@
+"""The operator's Redis reads and cleanup: health, viewers, demand; keys of a deleted stream.
+
+Reads are one pipeline per stream per status interval. Every call is bounded by the client's
+socket timeouts, so a Redis outage slows nothing but the status it would have filled in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+
+from cascade.core import schema
+from cascade.core.schema import Health
+
+
+@dataclass(frozen=True, slots=True)
+class StreamReadings:
+    health: Health | None
+    viewers: int
+    last_viewer: float
+    last_demand: float
+
+
+async def read_stream(
+    client: aioredis.Redis, stream: str, *, now: float, viewer_timeout: float
+) -> StreamReadings:
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(schema.health_key(stream))
+    pipe.zcount(schema.viewers_key(stream), now - viewer_timeout, "+inf")
+    pipe.zrevrange(schema.viewers_key(stream), 0, 0, withscores=True)
+    pipe.zscore(schema.DEMAND, stream)
+    raw_health, viewers, newest, demand = await pipe.execute()
+    try:
+        health = Health.decode(raw_health) if raw_health else None
+    except (ValueError, KeyError):
+        health = None  # a half-written or foreign hash: no report rather than a crash
+    return StreamReadings(
+        health=health,
+        viewers=int(viewers),
+        last_viewer=float(newest[0][1]) if newest else 0.0,
+        last_demand=float(demand or 0.0),
+    )
+
+
+async def set_on_demand(client: aioredis.Redis, stream: str, on_demand: bool) -> None:
+    """Keep ``cascade:ondemand`` in step with the spec (the edges answer "starting" from it)."""
+    if on_demand:
+        await client.sadd(schema.ON_DEMAND_STREAMS, stream)
+    else:
+        await client.srem(schema.ON_DEMAND_STREAMS, stream)
+
+
+async def forget_live_state(client: aioredis.Redis, stream: str) -> int:
+    """Remove the stream's live keys (parts, init, meta, health, archive); keep its demand."""
+    removed = 0
+    batch: list[str | bytes] = []
+    async for key in client.scan_iter(match=schema.stream_key_pattern(stream), count=500):
+        batch.append(key)
+        if len(batch) >= 500:
+            removed += int(await client.unlink(*batch))
+            batch.clear()
+    if batch:
+        removed += int(await client.unlink(*batch))
+    await client.srem(schema.STREAMS_SET, stream)
+    return removed
+
+
+async def remove_stream(client: aioredis.Redis, stream: str) -> int:
+    """Everything of a deleted LiveStream: live state, on-demand registration, demand, viewers."""
+    removed = await forget_live_state(client, stream)
+    pipe = client.pipeline(transaction=False)
+    pipe.srem(schema.ON_DEMAND_STREAMS, stream)
+    pipe.zrem(schema.DEMAND, stream)
+    pipe.zrem(schema.VIEWED_STREAMS, stream)
+    pipe.unlink(schema.viewers_key(stream))
+    await pipe.execute()
+    return removed
