@@ -8,7 +8,7 @@
 // waits until every stream plays (at most --start-timeout s) plus --warmup s, then samples
 // window.cascadeStats once a second for --seconds and prints ONE JSON line on stdout:
 //   {"streams": {name: {latency_median, latency_p90, latency_samples, played_seconds,
-//                       fatal_errors, non_fatal_errors, stalls, ...}},
+//                       fatal_errors, non_fatal_errors, starting_retries, stalls, ...}},
 //    "console_errors": [...], "page_errors": [...]}
 // Exit 0 when it ran (the caller judges the figures); non-zero, with a message on stderr, when the
 // browser could not start, the page did not load, or the hard timeout hit.
@@ -112,6 +112,7 @@ async function readStats(page) {
         buffered: s.buffered,
         fatalErrors: s.fatalErrors.slice(),
         nonFatalErrors: s.nonFatalErrors,
+        startingRetries: s.startingRetries || 0,
         playing: s.playing,
         level: s.level,
         status: s.status,
@@ -217,6 +218,7 @@ async function run(opts, state) {
       played_seconds: round3(a.played),
       fatal_errors: s.fatalErrors,
       non_fatal_errors: s.nonFatalErrors,
+      starting_retries: s.startingRetries,
       stalls: a.stalls,
       started: allStarted,
       status: s.status,

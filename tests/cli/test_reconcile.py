@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
-from cascade.cli.reconcile import Action, Verb, fingerprint, plan
+import pytest
+
+from cascade.cli.reconcile import (
+    Action,
+    Verb,
+    fingerprint,
+    on_demand_names,
+    on_demand_verdicts,
+    plan,
+)
+from cascade.core.lifecycle import AWAITING_VIEWERS, NO_VIEWERS, VIEWER_DEMAND, WATCHED
 from cascade.core.manifest import parse_manifest
 from cascade.core.spec import LiveStream
 
@@ -23,6 +34,13 @@ spec:
 
 def stream(name: str, *, segment: int = 500) -> LiveStream:
     return parse_manifest(BASE.format(name=name, segment=segment))
+
+
+def on_demand(name: str, *, idle: int = 10) -> LiveStream:
+    return parse_manifest(
+        BASE.format(name=name, segment=500)
+        + f"  activation: OnDemand\n  idleTimeoutSeconds: {idle}\n"
+    )
 
 
 def running_of(streams: Mapping[str, LiveStream]) -> dict[str, str]:
@@ -158,3 +176,123 @@ def test_fingerprint_is_short_hex_and_spec_sensitive() -> None:
     assert fingerprint(stream("a", segment=1000)) != fp
     # The name is metadata: two files with one spec run the same thing.
     assert fingerprint(stream("z")) == fp
+
+
+# ---- on-demand streams ------------------------------------------------------------------
+
+NOW = 1_700_000_000.0
+
+
+def test_a_dormant_on_demand_stream_is_not_started() -> None:
+    desired = {"od": on_demand("od"), "a": stream("a")}
+    assert verbs(plan(desired, {}, dormant=frozenset({"od"}))) == [(Verb.START, "a")]
+
+
+def test_a_running_stream_that_turns_dormant_idles() -> None:
+    desired = {"od": on_demand("od")}
+    actions = plan(desired, running_of(desired), dormant=frozenset({"od"}))
+    assert actions == [Action(Verb.IDLE, "od")]
+
+
+def test_a_dormant_stream_with_a_changed_spec_idles_rather_than_restarts() -> None:
+    running = running_of({"od": on_demand("od")})
+    changed = {"od": on_demand("od", idle=30)}
+    assert verbs(plan(changed, running, dormant=frozenset({"od"}))) == [(Verb.IDLE, "od")]
+
+
+def test_an_on_demand_stream_that_should_run_starts_like_any_other() -> None:
+    desired = {"od": on_demand("od")}
+    actions = plan(desired, {})
+    assert verbs(actions) == [(Verb.START, "od")]
+    assert actions[0].stream is desired["od"]
+
+
+def test_idle_stops_come_before_starts() -> None:
+    desired = {"od": on_demand("od"), "new": stream("new")}
+    running = running_of({"od": on_demand("od")})
+    assert verbs(plan(desired, running, dormant=frozenset({"od"}))) == [
+        (Verb.IDLE, "od"),
+        (Verb.START, "new"),
+    ]
+
+
+def test_a_removed_dormant_stream_is_stopped_not_idled() -> None:
+    running = running_of({"od": on_demand("od")})
+    assert verbs(plan({}, running, dormant=frozenset({"od"}))) == [(Verb.STOP, "od")]
+
+
+def test_on_demand_names_follow_the_files() -> None:
+    desired = {"od": on_demand("od"), "a": stream("a")}
+    assert on_demand_names(desired, frozenset(), frozenset()) == {"od"}
+    # Becoming Always (or losing its file) takes it out of the set.
+    assert on_demand_names({"od": stream("od")}, frozenset(), frozenset({"od"})) == set()
+    assert on_demand_names({}, frozenset(), frozenset({"od"})) == set()
+    # A file broken by an edit keeps what it had, like its running process.
+    assert on_demand_names({}, frozenset({"od", "x"}), frozenset({"od"})) == {"od"}
+
+
+def verdict_of(**kw: Any) -> tuple[bool, str]:
+    args: dict[str, Any] = {
+        "active_since": {},
+        "stopped_at": {},
+        "demand": {},
+        "last_viewer": {},
+        **kw,
+    }
+    verdicts = on_demand_verdicts(
+        {"od": on_demand("od", idle=10), "a": stream("a")}, now=NOW, **args
+    )
+    assert set(verdicts) == {"od"}  # Always streams are not judged
+    return verdicts["od"].run, verdicts["od"].reason
+
+
+@pytest.mark.parametrize(
+    ("readings", "run", "reason"),
+    [
+        ({}, False, AWAITING_VIEWERS),
+        ({"demand": {"od": NOW - 1}}, True, VIEWER_DEMAND),
+        ({"active_since": {"od": NOW - 5}}, True, VIEWER_DEMAND),
+        ({"active_since": {"od": NOW - 60}, "last_viewer": {"od": NOW - 2}}, True, WATCHED),
+        (
+            {"active_since": {"od": NOW - 60}, "demand": {"od": NOW - 58}, "last_viewer": {}},
+            False,
+            NO_VIEWERS,
+        ),
+        # Stopped idle a moment ago: the demand that started that run does not restart it
+        # (idleTimeoutSeconds 10 is under the 30 s demand window)...
+        ({"stopped_at": {"od": NOW - 1}, "demand": {"od": NOW - 12}}, False, AWAITING_VIEWERS),
+        # ...a request after the stop does.
+        ({"stopped_at": {"od": NOW - 3}, "demand": {"od": NOW - 1}}, True, VIEWER_DEMAND),
+    ],
+)
+def test_on_demand_verdicts(readings: dict[str, Any], run: bool, reason: str) -> None:
+    assert verdict_of(**readings) == (run, reason)
+
+
+def test_on_demand_cycle_converges() -> None:
+    """Asked, started, watched, left alone, stopped, asked again: plan applied each second."""
+    desired = {"od": on_demand("od", idle=10)}
+    running: dict[str, str] = {}
+    since: dict[str, float] = {}
+    stopped: dict[str, float] = {}
+    demand = {"od": NOW}
+    last_viewer: dict[str, float] = {}
+    seen: list[tuple[float, Verb]] = []
+    for t in range(40):
+        now = NOW + t
+        if 2 <= t <= 5:
+            last_viewer["od"] = now
+        if t == 30:
+            demand["od"] = now
+        verdicts = on_demand_verdicts(desired, since, stopped, demand, last_viewer, now)
+        dormant = frozenset(n for n, v in verdicts.items() if not v.run)
+        for action in plan(desired, running, dormant=dormant):
+            seen.append((t, action.verb))
+            if action.verb is Verb.START:
+                assert action.stream is not None
+                running["od"], since["od"] = fingerprint(action.stream), now
+            elif action.verb is Verb.IDLE:
+                del running["od"], since["od"]
+                stopped["od"] = now
+    # Watched until t=5, stopped 10 s later, started again by the request at t=30.
+    assert seen == [(0, Verb.START), (15, Verb.IDLE), (30, Verb.START)]

@@ -30,6 +30,9 @@ NOW = 1_000_000.0
             AWAITING_VIEWERS,
             None,
         ),
+        # the request that started the last run does not start it again after the stop
+        (Activity(None, last_demand=NOW - 8, stopped_at=NOW - 1), 4, False, AWAITING_VIEWERS, None),
+        (Activity(None, last_demand=NOW - 0.5, stopped_at=NOW - 1), 4, True, VIEWER_DEMAND, None),
         # running: just started, watched, idle past the timeout
         (Activity(NOW - 5), 60, True, VIEWER_DEMAND, NOW + 55),
         (Activity(NOW - 100, last_viewer=NOW - 10), 60, True, WATCHED, NOW + 50),

@@ -522,3 +522,88 @@ def test_segments_older_than_the_window_are_served_from_the_archive(stack: Stack
     status, body = stack.get(f"/live/demo/360p/{old}.m4s")
     assert status == 200
     assert body[4:8] == b"moof", body[:16]
+
+
+def get_with_headers(stack: Stack, path: str) -> tuple[int, dict[str, str], bytes]:
+    try:
+        with urllib.request.urlopen(stack.base + path, timeout=10) as r:
+            return r.status, {k.lower(): v for k, v in r.headers.items()}, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, {k.lower(): v for k, v in e.headers.items()}, e.read()
+
+
+def transcoders(stack: Stack) -> list[int]:
+    return [
+        p for p in descendants(stack.proc.pid) if "cascade.transcoder.main" in " ".join(cmdline(p))
+    ]
+
+
+def on_demand_stopped(stack: Stack, name: str) -> bool:
+    state = stack.stream_state(name)
+    return state is not None and state["state"] == "stopped" and state["on_demand"]
+
+
+def test_on_demand_stream_starts_when_asked_and_stops_when_nobody_watches(stack: Stack) -> None:
+    before = len(transcoders(stack))
+    path = write_stream(
+        stack,
+        "od1",
+        {"type": "test", "test": {"width": 320, "height": 180}},
+        activation="OnDemand",
+        idleTimeoutSeconds=4,
+    )
+    try:
+        # Known to the edge as on demand; nobody asked, so no transcoder (only /status is
+        # read here: it records no demand).
+        stack.wait("od1 to be on demand", lambda: on_demand_stopped(stack, "od1"), 10)
+        time.sleep(1.5)  # a reconcile or two
+        assert len(transcoders(stack)) == before
+        status, headers, body = get_with_headers(stack, "/live/od1.m3u8")
+        assert status == 503, body
+        assert headers["x-cascade-stream-state"] == "starting"
+        assert headers["retry-after"] == "2"
+        assert b"is starting (on demand)" in body
+        # That request was the demand: the playlist is served within a few seconds.
+        waited = stack.wait(
+            "od1 to start on demand", lambda: stack.get("/live/od1.m3u8")[0] == 200, 15
+        )
+        print(f"\non-demand start: playlist served {waited:.2f} s after the first request")
+        assert_plays(stack, "od1")
+        assert len(transcoders(stack)) == before + 1
+        # Nobody watches now: stopped idleTimeoutSeconds after the last viewer request.
+        stack.wait("od1 to stop without viewers", lambda: on_demand_stopped(stack, "od1"), 15)
+        assert "stream od1 stopped: no viewer for" in stack.log.read_text()
+        assert len(transcoders(stack)) == before
+        # The demand that started it is older than the stop: it does not start it again.
+        time.sleep(2)
+        assert on_demand_stopped(stack, "od1")
+        assert len(transcoders(stack)) == before
+    finally:
+        remove_stream(stack, path, "od1")
+    import redis
+
+    client = redis.Redis(port=stack.redis_port)
+    try:
+        assert not client.sismember("cascade:ondemand", "od1")
+    finally:
+        client.close()
+
+
+@pytest.mark.browser
+def test_player_page_waits_for_an_on_demand_stream_to_start(stack: Stack) -> None:
+    path = write_stream(
+        stack,
+        "od2",
+        {"type": "test", "test": {"width": 320, "height": 180}},
+        activation="OnDemand",
+    )
+    try:
+        stack.wait("od2 to be on demand", lambda: on_demand_stopped(stack, "od2"), 10)
+        result = result_of(play(stack, "/watch/od2", seconds=4, warmup=1))
+        od2 = result["streams"]["od2"]
+        assert od2["starting_retries"] >= 1, od2  # it was shown "starting…" first
+        assert od2["fatal_errors"] == [], od2
+        assert od2["played_seconds"] >= 3, od2
+        assert result["page_errors"] == []
+    finally:
+        remove_stream(stack, path, "od2")

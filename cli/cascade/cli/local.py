@@ -3,6 +3,12 @@
 A Redis server (started here unless ``REDIS_URL`` is set), one edge process, and one
 transcoder process per LiveStream file in a folder: the same programs a cluster runs
 in pods. The folder is reconciled every second; Ctrl-C stops everything started here.
+
+``activation: OnDemand`` streams are judged every second by the operator's rule
+(:func:`cascade.core.lifecycle.on_demand_verdict`): their names are kept in
+``cascade:ondemand`` (so the edge answers 503 "starting", not 404), their transcoder is
+started once the edge records a viewer's demand and stopped after ``idleTimeoutSeconds``
+without viewers, its Redis state removed as when a file goes.
 """
 
 from __future__ import annotations
@@ -22,9 +28,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from cascade.cli.reconcile import Verb, fingerprint, plan
+from cascade.cli.reconcile import (
+    Verb,
+    fingerprint,
+    on_demand_names,
+    on_demand_verdicts,
+    plan,
+)
 from cascade.core import schema
+from cascade.core.lifecycle import Verdict
 from cascade.core.manifest import ManifestError, parse_manifest
 from cascade.core.settings import LocalSettings
 from cascade.core.spec import LiveStream
@@ -50,6 +64,8 @@ class Child:
     stream: LiveStream | None = None
     started_at: float = field(default_factory=time.monotonic)
     failures: int = 0
+    # Wall clock of the first start (kept across restarts): the on-demand rule's start.
+    active_since: float = field(default_factory=time.time)
 
 
 async def _spawn(name: str, argv: list[str], env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -86,6 +102,9 @@ class LocalStack:
         self.streams: dict[str, Child] = {}
         self.errors: dict[str, str] = {}  # file -> last reported error
         self.file_names: dict[Path, str] = {}  # file -> stream name of its last good parse
+        self.on_demand: frozenset[str] = frozenset()  # names last written to cascade:ondemand
+        self.stopped_at: dict[str, float] = {}  # on-demand stream -> when it was stopped idle
+        self._redis_ok = True  # to warn once per outage, not every second
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -103,6 +122,7 @@ class LocalStack:
                         await asyncio.wait_for(stop.wait(), SCAN_SECONDS)
                 print("cascade: stopping", flush=True)
                 await asyncio.gather(*(self._stop_stream(redis, n) for n in list(self.streams)))
+                await self._sync_on_demand(redis, frozenset(), {})
             finally:
                 await redis.aclose()
         finally:
@@ -214,16 +234,100 @@ class LocalStack:
 
     async def reconcile(self, redis: Redis) -> None:
         desired, broken = self.read_folder()
+        on_demand = on_demand_names(desired, broken, self.on_demand)
+        await self._sync_on_demand(redis, on_demand, desired)
+        verdicts = await self._verdicts(redis, desired, on_demand)
+        if verdicts is None:
+            # Redis did not answer: on-demand streams stay as they are.
+            dormant = frozenset(n for n in on_demand if n not in self.streams)
+        else:
+            dormant = frozenset(n for n, v in verdicts.items() if not v.run)
         running = {name: child.fingerprint for name, child in self.streams.items()}
-        for action in plan(desired, running, broken):
-            if action.verb in (Verb.STOP, Verb.RESTART):
-                await self._stop_stream(redis, action.name, remove_state=action.verb is Verb.STOP)
+        for action in plan(desired, running, broken, dormant):
+            previous = self.streams.get(action.name)
+            verdict = (verdicts or {}).get(action.name)
+            if action.verb in (Verb.STOP, Verb.RESTART, Verb.IDLE):
+                why = ""
+                if action.verb is Verb.IDLE and verdict is not None:
+                    why = verdict.message.removeprefix("stopped: ")
+                    why += "; the next viewer starts it again"
+                await self._stop_stream(
+                    redis, action.name, remove_state=action.verb is not Verb.RESTART, why=why
+                )
+            if action.verb is Verb.IDLE:
+                self.stopped_at[action.name] = time.time()
             if action.verb in (Verb.START, Verb.RESTART):
                 assert action.stream is not None
-                await self._start_stream(action.stream)
+                keep = previous.active_since if previous and action.verb is Verb.RESTART else None
+                why = (
+                    f"on demand: {verdict.message}" if verdict and action.verb is Verb.START else ""
+                )
+                await self._start_stream(action.stream, active_since=keep, why=why)
         await self._supervise()
 
-    async def _start_stream(self, stream: LiveStream, failures: int = 0) -> None:
+    async def _sync_on_demand(
+        self, redis: Redis, names: frozenset[str], desired: dict[str, LiveStream]
+    ) -> None:
+        """Keep ``cascade:ondemand`` to ``names`` (added every time: Redis may have
+        restarted empty); a name that leaves it loses its recorded demand too."""
+        gone = self.on_demand - names
+        pipe = redis.pipeline(transaction=False)
+        if names:
+            pipe.sadd(schema.ON_DEMAND_STREAMS, *sorted(names))
+        if gone:
+            pipe.srem(schema.ON_DEMAND_STREAMS, *sorted(gone))
+            pipe.zrem(schema.DEMAND, *sorted(gone))
+        try:
+            if names or gone:
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._redis_failed("on-demand streams not written", exc)
+            return
+        for name in sorted(names - self.on_demand):
+            stream = desired.get(name)
+            if stream is not None and name not in self.streams:
+                idle = stream.spec.idle_timeout_seconds
+                stops = f"stops after {idle} s without viewers" if idle else "then keeps running"
+                print(
+                    f"cascade: stream {name} is on demand: it starts when a viewer opens "
+                    f"http://{self.settings.host}:{self.settings.port}/watch/{name} and {stops}",
+                    flush=True,
+                )
+        for name in gone:
+            self.stopped_at.pop(name, None)
+        self.on_demand = names
+
+    async def _verdicts(
+        self, redis: Redis, desired: dict[str, LiveStream], on_demand: frozenset[str]
+    ) -> dict[str, Verdict] | None:
+        """The on-demand rule for every desired on-demand stream; None if Redis failed."""
+        names = sorted(n for n in on_demand if n in desired)
+        if not names:
+            return {}
+        try:
+            demand, last_viewer = await read_activity(redis, names)
+        except (RedisError, OSError) as exc:
+            self._redis_failed("on-demand streams left as they are", exc)
+            return None
+        self._redis_ok = True
+        active_since = {name: child.active_since for name, child in self.streams.items()}
+        return on_demand_verdicts(
+            desired, active_since, self.stopped_at, demand, last_viewer, time.time()
+        )
+
+    def _redis_failed(self, what: str, exc: BaseException) -> None:
+        if self._redis_ok:
+            log.warning("%s, redis failed: %s", what, exc)
+        self._redis_ok = False
+
+    async def _start_stream(
+        self,
+        stream: LiveStream,
+        failures: int = 0,
+        *,
+        active_since: float | None = None,
+        why: str = "",
+    ) -> None:
         env = {
             "REDIS_URL": self.redis_url,
             "CASCADE_LIVESTREAM": stream.model_dump_json(by_alias=True, exclude_none=True),
@@ -239,11 +343,12 @@ class LocalStack:
             ],
             env,
         )
-        self.streams[stream.name] = Child(
-            stream.name, proc, fingerprint(stream), stream, failures=failures
-        )
+        child = Child(stream.name, proc, fingerprint(stream), stream, failures=failures)
+        if active_since is not None:
+            child.active_since = active_since
+        self.streams[stream.name] = child
         print(
-            f"cascade: stream {stream.name} started: "
+            f"cascade: stream {stream.name} started{f' ({why})' if why else ''}: "
             f"http://{self.settings.host}:{self.settings.port}/watch/{stream.name}",
             flush=True,
         )
@@ -261,15 +366,19 @@ class LocalStack:
                 file=sys.stderr,
                 flush=True,
             )
-            await self._start_stream(child.stream, failures=child.failures + 1)
+            await self._start_stream(
+                child.stream, failures=child.failures + 1, active_since=child.active_since
+            )
 
-    async def _stop_stream(self, redis: Redis, name: str, *, remove_state: bool = True) -> None:
+    async def _stop_stream(
+        self, redis: Redis, name: str, *, remove_state: bool = True, why: str = ""
+    ) -> None:
         child = self.streams.pop(name, None)
         if child is not None:
             await _stop(child.proc)
         if remove_state:
             await remove_stream_state(redis, name)
-            print(f"cascade: stream {name} stopped", flush=True)
+            print(f"cascade: stream {name} stopped{f': {why}' if why else ''}", flush=True)
 
 
 async def remove_stream_state(redis: Redis, name: str) -> int:
@@ -281,6 +390,27 @@ async def remove_stream_state(redis: Redis, name: str) -> int:
         pipe.delete(*keys)
     await pipe.execute()
     return len(keys)
+
+
+async def read_activity(
+    redis: Redis, names: list[str]
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Each stream's last demand (``cascade:demand``) and its newest viewer request
+    (``cascade:viewers:{s}``), Unix seconds, in one pipeline; absent when never."""
+    pipe = redis.pipeline(transaction=False)
+    for name in names:
+        pipe.zscore(schema.DEMAND, name)
+        pipe.zrevrange(schema.viewers_key(name), 0, 0, withscores=True)
+    raw = await pipe.execute()
+    demand: dict[str, float] = {}
+    last_viewer: dict[str, float] = {}
+    for i, name in enumerate(names):
+        score, newest = raw[2 * i], raw[2 * i + 1]
+        if score is not None:
+            demand[name] = float(score)
+        if newest:
+            last_viewer[name] = float(newest[0][1])
+    return demand, last_viewer
 
 
 def run(settings: LocalSettings, *, redis_url: str | None) -> int:
@@ -297,4 +427,4 @@ def run(settings: LocalSettings, *, redis_url: str | None) -> int:
     return 0
 
 
-__all__ = ["LocalStack", "remove_stream_state", "run"]
+__all__ = ["LocalStack", "read_activity", "remove_stream_state", "run"]

@@ -31,6 +31,7 @@ class Activity:
     active_since: float | None  # when its transcoder was started; None: it has none
     last_demand: float = 0.0  # last request that found it without a transcoder
     last_viewer: float = 0.0  # last request of a viewer session (any replica)
+    stopped_at: float = 0.0  # when it was last stopped for want of viewers
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +45,16 @@ class Verdict:
 def on_demand_verdict(activity: Activity, idle_timeout: float, now: float) -> Verdict:
     """Run a transcoder for an on-demand stream, or not.
 
-    A stopped stream starts on demand younger than ``DEMAND_WINDOW_SECONDS``. A running one
+    A stopped stream starts on demand younger than ``DEMAND_WINDOW_SECONDS`` and newer than
+    its last stop (the request that started the run just ended is still in Redis; with an
+    ``idle_timeout`` under the window it would start the stream again at once). A running one
     keeps running while anything (its start, a demand, a viewer) happened within
     ``idle_timeout``; ``idle_timeout`` 0 means never stop once started.
     """
     if activity.active_since is None:
         age = now - activity.last_demand
-        if activity.last_demand and age <= DEMAND_WINDOW_SECONDS:
+        fresh = activity.last_demand > activity.stopped_at and age <= DEMAND_WINDOW_SECONDS
+        if activity.last_demand and fresh:
             return Verdict(True, VIEWER_DEMAND, f"a viewer asked for the stream {age:.0f}s ago")
         return Verdict(False, AWAITING_VIEWERS, "no transcoder until a viewer asks for the stream")
     latest = max(activity.active_since, activity.last_demand, activity.last_viewer)

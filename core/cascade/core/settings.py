@@ -137,6 +137,13 @@ class EdgeSettings(_Base):
         validation_alias=AliasChoices("CASCADE_STREAM_POLL_SECONDS", "stream_poll_seconds"),
         description="How often the edge looks for new streams in Redis; bounds the first-play delay of a new stream.",
     )
+    on_demand_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        validation_alias=AliasChoices("CASCADE_ON_DEMAND_POLL_SECONDS", "on_demand_poll_seconds"),
+        description="How often the edge re-reads the set of on-demand streams (one SMEMBERS); "
+        "a stream made on demand is answered 404 rather than 503 starting for up to this long.",
+    )
 
     max_streams_per_viewer: int = Field(
         default=6,

@@ -30,6 +30,7 @@ from cascade.edge.cache import ByteCache, CacheCollector
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.live import HttpError, Services
 from cascade.edge.metrics import Metrics
+from cascade.edge.ondemand import OnDemand, OnDemandCollector
 from cascade.edge.server import EdgeServer
 from cascade.edge.sessions import SessionFlusher, SessionStore, make_session_store
 from cascade.edge.window import Position
@@ -41,6 +42,9 @@ def _hub(request: Request) -> Hub:
 
 
 HubDep = Annotated[Hub, Depends(_hub)]
+
+# /status state of an on-demand stream without a transcoder (not a transcoder's state).
+STOPPED = "stopped"
 
 
 def create_server(settings: EdgeSettings, *, redis: Redis | None = None) -> EdgeServer:
@@ -79,24 +83,32 @@ def build_fastapi(
         )
         collector = CacheCollector(cache)
         metrics.registry.register(collector)
+        on_demand = OnDemand(client, poll_seconds=settings.on_demand_poll_seconds)
+        on_demand_collector = OnDemandCollector(on_demand)
+        metrics.registry.register(on_demand_collector)
         hub.on_stream_reset = cache.invalidate_stream
         app.state.hub = hub
         app.state.sessions = sessions
+        app.state.on_demand = on_demand
         app.state.live = Services(
             hub=hub,
             sessions=sessions,
             keys=key_ring(settings.signing_key_ring()),
             cache=cache,
             settings=settings,
+            on_demand=on_demand,
         )
         await hub.start()
+        await on_demand.start()
         await flusher.start()
         try:
             yield
         finally:
             await flusher.stop()
+            await on_demand.stop()
             await hub.stop()
             await cache.aclose()
+            metrics.registry.unregister(on_demand_collector)
             metrics.registry.unregister(collector)
             if redis is None:
                 await client.aclose()
@@ -115,9 +127,9 @@ def build_fastapi(
 
     @app.exception_handler(HttpError)
     async def _http_error(_: Request, exc: HttpError) -> Response:
-        return PlainTextResponse(
-            exc.message + "\n", status_code=exc.status, headers={"Cache-Control": "no-cache"}
-        )
+        headers = {k.decode(): v.decode() for k, v in exc.headers}
+        headers["Cache-Control"] = exc.cache_control.decode()
+        return PlainTextResponse(exc.message + "\n", status_code=exc.status, headers=headers)
 
     @app.exception_handler(StarletteHTTPException)
     async def _starlette_error(_: Request, exc: StarletteHTTPException) -> Response:
@@ -182,11 +194,28 @@ def build_fastapi(
     async def status(hub: HubDep, request: Request) -> Response:
         now = time.time()
         per_stream, total = await _viewers(request)
-        streams = {}
-        for name, view in sorted(hub.streams.items()):
+        on_demand: frozenset[str] = request.app.state.on_demand.names
+        streams: dict[str, dict[str, object]] = {}
+        for name in on_demand - hub.streams.keys():
+            # On demand and no transcoder (or one whose first parts are not here yet).
+            streams[name] = {
+                "state": STOPPED,
+                "on_demand": True,
+                "viewers": per_stream.get(name, 0),
+                "reason": "OnDemand",
+                "last_error": "",
+                "input_bitrate_kbps": 0.0,
+                "fps": 0.0,
+                "speed": 0.0,
+                "restarts": 0,
+                "seconds_since_last_part": None,
+                "renditions": {},
+            }
+        for name, view in hub.streams.items():
             h = view.health
             streams[name] = {
                 "state": _state(view).value,
+                "on_demand": name in on_demand,
                 "viewers": per_stream.get(name, 0),
                 "reason": h.reason if h else "",
                 "last_error": h.last_error if h else "",
@@ -212,7 +241,7 @@ def build_fastapi(
             {
                 "redis": "connected" if hub.connected else "unreachable",
                 "viewers": total,
-                "streams": streams,
+                "streams": dict(sorted(streams.items())),
             }
         )
 

@@ -28,6 +28,12 @@ from cascade.edge.archive import archived_segment
 from cascade.edge.cache import ByteCache
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.metrics import Metrics
+from cascade.edge.ondemand import (
+    STARTING_CACHE_CONTROL,
+    STARTING_HEADERS,
+    OnDemand,
+    starting_message,
+)
 from cascade.edge.sessions import (
     HLS_CTX,
     SessionStore,
@@ -61,11 +67,18 @@ Headers = tuple[tuple[bytes, bytes], ...]
 class HttpError(Exception):
     """A request we refuse: the status and a message that says why."""
 
-    def __init__(self, status: int, message: str, headers: Headers = ()) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        headers: Headers = (),
+        cache_control: bytes = b"no-cache",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
+        self.cache_control = cache_control
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +93,7 @@ class Reply:
 
 def error_reply(exc: HttpError) -> Reply:
     body = (exc.message + "\n").encode()
-    return Reply(exc.status, TEXT_TYPE, b"no-cache", body, "error", exc.headers)
+    return Reply(exc.status, TEXT_TYPE, exc.cache_control, body, "error", exc.headers)
 
 
 def parse_query(query: bytes) -> dict[str, str]:
@@ -126,13 +139,15 @@ class Pending:
 
 @dataclass(slots=True)
 class Services:
-    """What LL-HLS requests use besides the windows: sessions, signing keys, the cache."""
+    """What LL-HLS requests use besides the windows: sessions, signing keys, the cache,
+    the on-demand streams."""
 
     hub: Hub
     sessions: SessionStore
     keys: Mapping[str, SigningKey]
     cache: ByteCache
     settings: EdgeSettings
+    on_demand: OnDemand
     clock: Callable[[], float] = time.time  # the wall clock: sessions and grants
 
 
@@ -154,11 +169,11 @@ def decide(path: str, query: bytes, services: Services, now: float) -> Reply | P
         name = parts[0]
         if not name.endswith(".m3u8"):
             raise HttpError(404, f"not a playlist: /live/{name}")
-        view = _view(services.hub, name[:-5])
+        view = _view(services, name[:-5])
         return Later(lambda: _multivariant(view, params, services))
     if len(parts) != 3:
         raise HttpError(404, "expected /live/{stream}.m3u8 or /live/{stream}/{rendition}/{file}")
-    view = _view(services.hub, parts[0])
+    view = _view(services, parts[0])
     feed = _feed(view, parts[1])
     name = parts[2]
     if name == "index.m3u8":
@@ -192,11 +207,15 @@ async def handle_live(path: str, query: bytes, services: Services, metrics: Metr
                 raise decision.expired
 
 
-def _view(hub: Hub, stream: str) -> StreamView:
+def _view(services: Services, stream: str) -> StreamView:
     if not is_valid_name(stream):
         raise HttpError(404, f"no stream named {stream!r}")
-    view = hub.streams.get(stream)
+    view = services.hub.streams.get(stream)
     if view is None:
+        if services.on_demand.starting(stream, services.clock()):
+            # No transcoder yet: the demand just noted starts one. A 503 with Retry-After
+            # (not 404) tells the player to come back; the header tells it why.
+            raise HttpError(503, starting_message(stream), STARTING_HEADERS, STARTING_CACHE_CONTROL)
         raise HttpError(404, f"no live stream named {stream!r}")
     return view
 

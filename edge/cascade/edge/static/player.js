@@ -9,8 +9,11 @@
  *   latencies: number[]  live latency samples in seconds, one every 250 ms while playing
  *                        (the newest MAX_SAMPLES; latencyTotal counts all ever pushed)
  *   currentTime, buffered (s ahead of the playhead), fatalErrors: string[], nonFatalErrors,
- *   playing: boolean, level: string, status: string, mode: "hls.js" | "native"
- * Manifest 404/503 (stream not started yet) is retried every 2 s and is not a fatal error.
+ *   playing: boolean, level: string, status: string, mode: "hls.js" | "native",
+ *   startingRetries: manifest 503s waited out (an on-demand stream starting)
+ * Manifest 404 (no such stream yet) is retried every 2 s and 503 (starting: an on-demand
+ * stream whose transcoder the edge just asked for, or one with no part yet) after its
+ * Retry-After; neither is a fatal error.
  */
 (function () {
   'use strict';
@@ -36,6 +39,7 @@
   var MAX_NAME_LEN = 63;
   var MAX_STREAMS = 6;
   var RETRY_MS = 2000;
+  var MAX_RETRY_AFTER_MS = 30000;
   var SAMPLE_MS = 250;
   var MAX_SAMPLES = 14400; // one hour at 4 samples a second
   var RECONNECT_SHOW_MS = 10000;
@@ -93,6 +97,27 @@
     return bps >= 1e6 ? (bps / 1e6).toFixed(1) + ' Mbps' : Math.round(bps / 1e3) + ' kbps';
   }
 
+  // A response header from hls.js's networkDetails (an XMLHttpRequest, or a fetch
+  // Response with the fetch loader), or from a fetch Response; null when absent.
+  function responseHeader(details, name) {
+    try {
+      if (details && typeof details.getResponseHeader === 'function') {
+        return details.getResponseHeader(name);
+      }
+      if (details && details.headers && typeof details.headers.get === 'function') {
+        return details.headers.get(name);
+      }
+    } catch (e) { /* not readable */ }
+    return null;
+  }
+
+  // Retry-After in seconds (the edge sends "2" for a starting stream), as milliseconds.
+  function retryAfterMs(details) {
+    var seconds = parseFloat(responseHeader(details, 'Retry-After') || '');
+    if (!isFinite(seconds) || seconds < 0) return RETRY_MS;
+    return Math.min(MAX_RETRY_AFTER_MS, Math.max(500, seconds * 1000));
+  }
+
   function hlsJsUsable() {
     return typeof window.Hls !== 'undefined' && window.Hls.isSupported();
   }
@@ -118,6 +143,7 @@
       buffered: 0,
       fatalErrors: [],
       nonFatalErrors: 0,
+      startingRetries: 0,
       playing: false,
       level: '',
       status: 'starting…',
@@ -211,10 +237,17 @@
     this.start();
   };
 
-  Player.prototype.waitForStream = function () {
+  // 404: no such stream (yet); 503: the stream is starting. Either way try again later,
+  // from a new hls.js instance (its own manifest retries are spent by then).
+  Player.prototype.waitForStream = function (status, retryMs) {
     this.teardown();
-    this.phase = 'waiting';
-    this.schedule(this.start, RETRY_MS);
+    if (status === 503) {
+      this.phase = 'starting';
+      this.s.startingRetries += 1;
+    } else {
+      this.phase = 'waiting';
+    }
+    this.schedule(this.start, retryMs || RETRY_MS);
   };
 
   // ---- hls.js ----
@@ -230,7 +263,8 @@
       maxLiveSyncPlaybackRate: 1.5,
       backBufferLength: 10,
       enableWorker: true,
-      // A manifest 404/503 means "not started yet": fail fast and let waitForStream() poll.
+      // A manifest 404/503 means "not started yet": fail fast and let waitForStream() poll
+      // (hls.js's own retries are few and ignore Retry-After).
       manifestLoadPolicy: {
         default: {
           maxTimeToFirstByteMs: 10000,
@@ -263,8 +297,9 @@
       data.details === Hls.ErrorDetails.MANIFEST_LOAD_TIMEOUT;
 
     if (isManifest && (code === 404 || code === 503)) {
-      // The stream has not started (yet): not an error for the viewer.
-      this.waitForStream();
+      // The stream has not started (yet): not an error for the viewer. A 503 carries
+      // Retry-After (and X-Cascade-Stream-State: starting for an on-demand stream).
+      this.waitForStream(code, code === 503 ? retryAfterMs(data.networkDetails) : RETRY_MS);
       return;
     }
     if (isManifest && (code === 403 || code === 429)) {
@@ -329,7 +364,7 @@
     // A native <video> cannot tell a 404 from a decode error, so ask the edge first.
     fetch(this.url, { cache: 'no-store' }).then(function (r) {
       if (r.status === 404 || r.status === 503) {
-        self.waitForStream();
+        self.waitForStream(r.status, r.status === 503 ? retryAfterMs(r) : RETRY_MS);
         return;
       }
       if (!r.ok) throw new Error('HTTP ' + r.status);
