@@ -63,6 +63,7 @@ bench: setup
 	$(PY) bench/packager.py
 	$(PY) bench/edge_hotpath.py
 	$(PY) bench/edge_viewers.py
+	$(PY) bench/operator_scale.py
 
 include mk/cluster.mk
 

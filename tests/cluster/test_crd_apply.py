@@ -18,10 +18,10 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from cascade.core.crd import CRD_PATH, NAME
+from cascade.core.crd import CRD_PATH, NAME, status_schema
 from cascade.core.spec import LiveStream
 
-from .conftest import Kubectl
+from .conftest import Kubectl, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.cluster]
 
@@ -199,7 +199,8 @@ def test_example_is_accepted_and_defaulted_like_pydantic(streams: Kubectl, path:
 
     expected = LiveStream.model_validate(written).spec
     assert stored["spec"] == expected.model_dump(by_alias=True, mode="json", exclude_none=True)
-    assert "status" not in stored
+    # The status is the operator's (it runs on the test cluster): only declared fields.
+    assert set(stored.get("status", {})) <= set(status_schema()["properties"])
 
 
 def test_minimal_spec_gets_the_design_defaults(streams: Kubectl) -> None:
@@ -232,41 +233,26 @@ def test_users_cannot_write_status(streams: Kubectl) -> None:
     body = manifest(spec_with(), name="no-status")
     body["status"] = {"phase": "Running", "viewers": 7}
     streams.apply(body)
-    assert "status" not in streams.get("lstream", "no-status")
+    # The main resource ignores status (the subresource is the operator's).
+    status = streams.get("lstream", "no-status").get("status", {})
+    assert status.get("viewers") != 7
+    assert status.get("phase") != "Running"
 
 
 def test_printer_columns_short_name_and_category(streams: Kubectl) -> None:
-    status = {
-        "phase": "Running",
-        "viewers": 3,
-        "inputBitrateKbps": 4200,
-        "ingestURL": "srt://203.0.113.7:9000",
-        "observedGeneration": 1,
-        "conditions": [
-            {
-                "type": "Ready",
-                "status": "True",
-                "reason": "Ingesting",
-                "message": "receiving input",
-                "lastTransitionTime": "2024-01-01T00:00:00Z",
-            }
-        ],
-    }
-    streams.run(
-        "patch",
-        "lstream",
-        "studio-a",
-        "--subresource=status",
-        "--type=merge",
-        "-p",
-        json.dumps({"status": status}),
-    )
+    ingest = f"srt://studio-a-ingest.{streams.namespace}.svc:9000?mode=caller"
 
+    def filled() -> bool:
+        return ingest in streams.run("get", "lstream", "studio-a").stdout
+
+    # The operator of the test cluster fills the status the columns show.
+    wait_for("the operator's status in the columns", filled, timeout=60)
     table = streams.run("get", "lstream").stdout.splitlines()
 
     assert table[0].split() == ["NAME", "PHASE", "VIEWERS", "BITRATE", "INGEST", "AGE"]
     rows = {line.split()[0]: line.split()[1:] for line in table[1:]}
-    assert rows["studio-a"][:4] == ["Running", "3", "4200", "srt://203.0.113.7:9000"]
+    assert rows["studio-a"][1:4] == ["0", "0", ingest]
+    assert rows["studio-a"][0] in {"Pending", "Starting", "Live"}
     examples = {yaml.safe_load(p.read_text())["metadata"]["name"] for p in EXAMPLES}
     assert examples <= set(rows)
     # The category: `kubectl get cascade` lists LiveStreams with every other Cascade kind.

@@ -244,9 +244,12 @@ def test_on_demand_starts_for_a_viewer_and_stops_when_nobody_watches(
     wait_for(
         "no pod", lambda: not ns.get("pods", "-l", "cascade.dev/livestream=pulled")["items"], 30
     )
-    assert condition(ns, "pulled", "Active")["reason"] == "NoViewers"
+    assert condition(ns, "pulled", "Active")["reason"] == "AwaitingViewers"
+    assert "no viewer for" in events(ns, "pulled", "StoppedOnDemand")[0]["message"]
     wait_for("live keys removed", lambda: not store.exists(schema.meta_key("pulled")), timeout=10)
-    assert events(ns, "pulled", "StoppedOnDemand")
+    # The request that started it is still in Redis: it does not start it again.
+    time.sleep(2)
+    assert running_pod(ns, "pulled") is None
 
 
 def test_twenty_five_gpu_streams_run_and_the_twenty_sixth_waits(
@@ -338,3 +341,26 @@ def test_deletion_is_not_stuck_when_redis_is_down(ns: Kubectl, operator: Operato
         assert events(ns, "orphan", "RedisCleanupSkipped")
     finally:
         operator.start()  # Redis again, same port; the operator reconnects by itself
+
+
+def test_a_stream_name_taken_in_another_namespace_is_refused(ns: Kubectl, kubectl: Kubectl) -> None:
+    ns.apply(livestream("twin"))
+    wait_for("the first twin's pod", lambda: running_pod(ns, "twin"), timeout=60)
+    other = f"{ns.namespace}-b"
+    kubectl.run("create", "namespace", other)
+    second = kubectl.in_namespace(other)
+    try:
+        time.sleep(1.1)  # a later creationTimestamp (whole seconds)
+        second.apply(livestream("twin"))
+
+        wait_for("the second twin Failed", lambda: phase_is(second, "twin", "Failed"), timeout=30)
+        ready = condition(second, "twin", "Ready")
+        assert ready["reason"] == "NameConflict"
+        assert ns.namespace in ready["message"]
+        assert not second.get("pods")["items"]
+        second.run("delete", "livestream", "twin", "--timeout=60s")
+        # Deleting the second one left the first one's stream alone.
+        assert running_pod(ns, "twin") is not None
+        assert phase_is(ns, "twin", "Starting")
+    finally:
+        kubectl.run("delete", "namespace", other, "--wait=false", check=False)

@@ -214,6 +214,7 @@ def test_status_schema() -> None:
         "viewers",
         "inputBitrateKbps",
         "restarts",
+        "transcoder",
     }
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]

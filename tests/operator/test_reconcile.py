@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from cascade.core.crd import status_schema
 from cascade.core.lifecycle import AWAITING_VIEWERS, NO_VIEWERS, VIEWER_DEMAND, Verdict
 from cascade.core.manifest import parse_manifest
 from cascade.core.schema import Health, StreamState
@@ -289,6 +290,7 @@ def test_on_demand_starts_on_demand_and_stops_when_nobody_watches() -> None:
     assert kinds(stop) == ["DeletePod"]
     assert "StoppedOnDemand" in [e.reason for e in stop.events]
     assert stop.status["restarts"] == 0
+    assert stop.status["transcoder"]["stoppedAt"] == "2027-01-15T08:00:00Z"
     assert gone.actions == [ForgetStream()]
     assert "startedAt" not in gone.status["transcoder"]
     assert quiet.actions == []
@@ -416,3 +418,16 @@ def test_an_invalid_stored_spec_fails_with_the_field() -> None:
     assert status["observedGeneration"] == 3
     assert status["conditions"][0]["reason"] == "InvalidSpec"
     assert "partDurationMs" in status["conditions"][0]["message"]
+
+
+def test_every_status_field_written_is_in_the_crd_schema() -> None:
+    """The API server prunes unknown status fields silently: the memory would be lost."""
+    schema = status_schema()["properties"]
+    memory = Memory("p", "u", T0, 1, 1, T0, T0).to_status()
+    plan = step(
+        stream(), {"transcoder": memory}, pod=running_pod(stream()), service=service(stream())
+    )
+
+    assert set(plan.status) <= set(schema)
+    assert set(plan.status["transcoder"]) == set(memory)
+    assert set(memory) <= set(schema["transcoder"]["properties"])

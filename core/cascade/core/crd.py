@@ -334,6 +334,7 @@ def status_schema() -> dict[str, Any]:
                     "recreations": {"type": "integer", "minimum": 0},
                     "consecutiveFailures": {"type": "integer", "minimum": 0},
                     "lastFailureTime": {"type": "string", "format": "date-time"},
+                    "stoppedAt": {"type": "string", "format": "date-time"},
                 },
             },
         },

@@ -212,6 +212,14 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         claim = _claim(body)
         return {"all": claim} if claim is not None else {}
 
+    @kopf.index(*LIVESTREAMS, registry=registry, id="stream_names")
+    def stream_names(
+        name: str, namespace: str | None, meta: kopf.Meta, **_: Any
+    ) -> dict[str, tuple[float, str]]:
+        # Stream names are global in Redis (keys, edge URLs): who holds a name.
+        created = parse_time(meta.get("creationTimestamp")) or 0.0
+        return {name: (created, namespace or "")}
+
     @kopf.on.event("pods", labels=MANAGED, registry=registry, id="pod_event")
     def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         runtime.wake((namespace or "", labels.get(LABEL_LIVESTREAM, "")))
@@ -246,6 +254,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             kwargs["ingest_services"],
             kwargs["gpu_nodes"],
             kwargs["claims"],
+            kwargs["stream_names"],
         )
         last_written: dict[str, Any] | None = None
         failures = 0
@@ -277,11 +286,21 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.delete(*LIVESTREAMS, registry=registry, backoff=1.0, id="remove")
     async def remove(
-        name: str, namespace: str | None, body: kopf.Body, retry: int, logger: kopf.Logger, **_: Any
+        name: str,
+        namespace: str | None,
+        body: kopf.Body,
+        retry: int,
+        logger: kopf.Logger,
+        **kwargs: Any,
     ) -> None:
         metrics.phases.pop(f"{namespace}/{name}", None)
         runtime.wake_all()
         assert runtime.redis is not None
+        holders = {ns for _, ns in kwargs["stream_names"].get(name, [])}
+        if holders - {namespace}:
+            # Another namespace's LiveStream uses the name: its keys are not ours to remove.
+            logger.info("stream name shared with %s: Redis keys kept", sorted(holders))
+            return
         try:
             removed = await asyncio.wait_for(redisio.remove_stream(runtime.redis, name), 10.0)
         except (RedisError, OSError, TimeoutError) as exc:
@@ -314,11 +333,20 @@ class _Indexes:
         services: kopf.Index[Key, ServiceView],
         nodes: kopf.Index[str, tuple[str, int]],
         claims: kopf.Index[str, StreamDemand],
+        names: kopf.Index[str, tuple[float, str]],
     ) -> None:
+        self.names = names
         self.pods = pods
         self.services = services
         self.nodes = nodes
         self.claims = claims
+
+    def holder(self, key: Key) -> str | None:
+        """The namespace holding ``key``'s stream name when it is not ``key``'s own."""
+        holders = sorted(self.names.get(key[1], []))
+        if holders and holders[0][1] != key[0]:
+            return holders[0][1]
+        return None
 
     def pod(self, key: Key) -> PodView | None:
         return _pick_pod(self.pods.get(key, []))
@@ -413,6 +441,16 @@ async def _pass(
         await _write_status(kube, key, status, new_status)
         return settings.status_interval_seconds, new_status
 
+    holder = indexes.holder(key)
+    if holder is not None:
+        message = (
+            f"the stream name {name!r} is taken by the older LiveStream in namespace "
+            f"{holder!r} (stream names are global: Redis keys and edge URLs); rename this one"
+        )
+        new_status = failed_status(status, generation, "NameConflict", message, now)
+        await _write_status(kube, key, status, new_status)
+        return settings.status_interval_seconds, new_status
+
     redis_error: str | None = None
     readings = None
     try:
@@ -431,6 +469,7 @@ async def _pass(
             active_since=memory.started_at,
             last_demand=readings.last_demand if readings else 0.0,
             last_viewer=readings.last_viewer if readings else 0.0,
+            stopped_at=memory.stopped_at or 0.0,
         )
         if readings is None and memory.started_at is not None:
             # Without Redis nobody can tell whether it is watched: keep it running.

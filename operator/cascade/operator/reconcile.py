@@ -169,6 +169,7 @@ class Memory:
     recreations: int = 0
     consecutive_failures: int = 0
     last_failure: float | None = None
+    stopped_at: float | None = None  # last stop of an on-demand stream for want of viewers
 
     @classmethod
     def from_status(cls, status: Mapping[str, Any]) -> Memory:
@@ -180,6 +181,7 @@ class Memory:
             recreations=int(raw.get("recreations", 0)),
             consecutive_failures=int(raw.get("consecutiveFailures", 0)),
             last_failure=parse_time(raw.get("lastFailureTime")),
+            stopped_at=parse_time(raw.get("stoppedAt")),
         )
 
     def to_status(self) -> dict[str, Any]:
@@ -195,6 +197,8 @@ class Memory:
             data["startedAt"] = _time(self.started_at)
         if self.last_failure is not None:
             data["lastFailureTime"] = _time(self.last_failure)
+        if self.stopped_at is not None:
+            data["stoppedAt"] = _time(self.stopped_at)
         return data
 
     def failed(self, now: float) -> Memory:
@@ -375,6 +379,8 @@ def reconcile(observed: Observed, settings: OperatorSettings, *, redis_url: str)
             reason = "StoppedOnDemand" if not verdict.run else "CapacityRevoked"
             events.append(Event("Normal", reason, f"deleting pod {pod.name}: {why_no_pod}"))
             memory = replace(memory, pod_uid=None)
+            if not verdict.run:
+                memory = replace(memory, stopped_at=now)
         elif pod is None:
             if memory.started_at is not None and not verdict.run:
                 # Stopped on purpose and gone: edges must not serve its last window as live.

@@ -38,7 +38,9 @@ READY = "Ready"
 Status = Literal["True", "False", "Unknown"]
 
 # Ready reasons that mean the stream will not come up without a change: phase Failed.
-FAILED_REASONS = frozenset({"TranscoderFailed", "InvalidSpec", "ImagePullFailed", "PodRejected"})
+FAILED_REASONS = frozenset(
+    {"TranscoderFailed", "InvalidSpec", "ImagePullFailed", "PodRejected", "NameConflict"}
+)
 # Ready reason while a failed transcoder waits out its backoff: phase Restarting.
 RESTARTING = "TranscoderRestarting"
 
