@@ -26,6 +26,21 @@ source "$ROOT/scripts/cluster-lib.sh"
 mkdir -p "$STATE/pids" "$STATE/logs"
 
 free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+# Redis is stopped and restarted by tests: a port below the ephemeral range, so a client
+# reconnecting while it is down can never connect to itself (a TCP self-connect).
+free_server_port() {
+  python3 - <<'PY'
+import random, socket
+for port in random.sample(range(20000, 32768), 200):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        print(port)
+        break
+PY
+}
 
 # ---- the CRD --------------------------------------------------------------------------------
 kubectl apply -f "$ROOT/crds/livestreams.cascade.dev.yaml" >&2
@@ -41,7 +56,7 @@ if ! running "$STATE/pids/redis.pid" 2>/dev/null; then
   # The same port as before when restarted: a running operator keeps its REDIS_URL.
   REDIS_PORT=${REDIS_URL:+${REDIS_URL##*:}}
   REDIS_PORT=${REDIS_PORT%%/*}
-  REDIS_PORT=${REDIS_PORT:-$(free_port)}
+  REDIS_PORT=${REDIS_PORT:-$(free_server_port)}
   setsid redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     >"$STATE/logs/redis.log" 2>&1 </dev/null &
   record_pid redis $!

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,6 +24,25 @@ def free_port() -> int:
         return port
 
 
+def free_server_port() -> int:
+    """A free port below the ephemeral range, for a server the tests stop and restart.
+
+    A port from bind(0) is an ephemeral port: while its server is down, a client
+    reconnecting to it can be handed that very port as its own source port and connect to
+    itself (a TCP self-connect), reading its own request back as the answer. A Redis client
+    then "reaches" a Redis that is not there. Ports below the range are never handed out.
+    """
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(20000, min(low, 32768)), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 def free_udp_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -34,7 +54,7 @@ class RedisServer:
     """A real redis-server on loopback, owned by the test session."""
 
     def __init__(self, tmp: Path) -> None:
-        self.port = free_port()
+        self.port = free_server_port()
         self.tmp = tmp
         self.proc: subprocess.Popen[bytes] | None = None
 
