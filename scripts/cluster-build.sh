@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the test control plane from Go modules, once, into a cache outside git:
 #   etcd (cluster/etcd), kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-#   (cluster/k8s, a wrapper module of k8s.io/kubernetes) and kwok (go install).
+#   (cluster/k8s, a wrapper module of k8s.io/kubernetes), kwok and helm (go install; helm goes
+#   to a directory of its own version, linked from the bin dir).
 # Binaries that already exist are kept, so a second run returns at once. Prints the bin dir as
 # its last line. Needs Go (PATH or /usr/local/go/bin) and the Go module proxy; nothing else.
 #
@@ -23,9 +24,11 @@ BIN=$CACHE/cluster/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin
 
 if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
 
+HELM_DIR=$CACHE/tools/helm-$HELM_VERSION
 BINARIES=(etcd kwok kubectl kube-scheduler kube-controller-manager kube-apiserver)
 missing=()
 for b in "${BINARIES[@]}"; do [[ -x $BIN/$b ]] || missing+=("$b"); done
+[[ -x $HELM_DIR/helm && $(readlink "$BIN/helm" 2>/dev/null) == "$HELM_DIR/helm" ]] || missing+=(helm)
 if [[ ${#missing[@]} -eq 0 && ${1:-} != --bump-k8s ]]; then echo "$BIN"; exit 0; fi
 
 command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
@@ -96,11 +99,24 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   mv "$gobin/kwok" "$out"; rmdir "$gobin"
 }
+build_helm() {
+  if [[ ! -x $HELM_DIR/helm ]]; then
+    local start=$SECONDS
+    echo "cluster-build: building helm $HELM_VERSION ..." >&2
+    mkdir -p "$HELM_DIR"
+    GOBIN=$HELM_DIR GOFLAGS=-trimpath go install -p "$JOBS" \
+      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
+      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+    echo "cluster-build: helm built in $((SECONDS - start))s" >&2
+  fi
+  ln -sfn "$HELM_DIR/helm" "$BIN/helm"
+}
 build_k8s() { (cd "$ROOT/cluster/k8s" && go build -p "$JOBS" -ldflags "$K8S_LDFLAGS" -o "$out" "k8s.io/kubernetes/cmd/$1"); }
 
 total=$SECONDS
 build etcd build_etcd
 build kwok build_kwok
 for c in kubectl kube-scheduler kube-controller-manager kube-apiserver; do build "$c" build_k8s "$c"; done
+build_helm
 echo "cluster-build: done in $((SECONDS - total))s" >&2
 echo "$BIN"

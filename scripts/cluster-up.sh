@@ -65,7 +65,7 @@ log "binaries ready in $((SECONDS - START))s ($BIN)"
 mkdir -p "$STATE"/{bin,pids,logs,pki,run}
 mkdir -m 700 "$STATE/etcd"
 touch "$STATE/.cascade-cluster" # cluster-down.sh removes only state dirs marked so
-for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl; do
+for b in etcd kube-apiserver kube-controller-manager kube-scheduler kwok kubectl helm; do
   ln -sfn "$BIN/$b" "$STATE/bin/$b"
 done
 KUBECTL=("$STATE/bin/kubectl" --kubeconfig "$KUBECONFIG_PATH")

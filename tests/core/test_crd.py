@@ -142,6 +142,13 @@ def test_crd_file_is_the_generated_crd() -> None:
     assert yaml.safe_load(text) == crd.build_crd()
 
 
+def test_the_charts_crd_is_the_same_file() -> None:
+    chart = REPO / crd.CHART_CRD_PATH
+    if REGEN:
+        chart.write_text(crd.render_crd())
+    assert chart.read_text() == crd.render_crd(), "helm/cascade/crds is stale: cascade crd --write"
+
+
 def test_build_crd_returns_a_fresh_dict_each_time() -> None:
     first = crd.build_crd()
     first["spec"]["versions"][0]["additionalPrinterColumns"].clear()

@@ -1,7 +1,8 @@
 """``cascade crd [--write]``: print the LiveStream CRD, or write it into ``crds/``.
 
 The CRD is generated from the pydantic spec (``cascade.core.crd``); ``--write`` refreshes
-``crds/livestreams.cascade.dev.yaml``, which ``tests/core/test_crd.py`` compares with it.
+``crds/livestreams.cascade.dev.yaml`` and the chart's copy in ``helm/cascade/crds/``,
+which ``tests/core/test_crd.py`` compares with it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cascade.core.crd import CRD_PATH, render_crd
+from cascade.core.crd import CHART_CRD_PATH, CRD_PATH, render_crd
 
 # cli/cascade/cli/crd.py -> the repository root.
 REPO = Path(__file__).resolve().parents[3]
@@ -38,8 +39,11 @@ def run(args: argparse.Namespace) -> int:
     if args.write is None:
         sys.stdout.write(text)
         return 0
-    path: Path = args.write
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    print(f"wrote {path}", file=sys.stderr)
+    paths: list[Path] = [args.write]
+    if args.write == REPO / CRD_PATH:
+        paths.append(REPO / CHART_CRD_PATH)
+    for path in paths:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -50,6 +50,8 @@ CATEGORIES: Final = ("cascade",)
 NAME: Final = f"{PLURAL}.{GROUP}"
 # Where `cascade crd --write` puts it, relative to the repository root.
 CRD_PATH: Final = f"crds/{NAME}.yaml"
+# The Helm chart installs the same file from its crds/ directory.
+CHART_CRD_PATH: Final = f"helm/cascade/crds/{NAME}.yaml"
 
 # Schema keywords copied as they are; anything else in the JSON schema is an error, so a
 # new pydantic construct cannot slip into the CRD unchecked.
