@@ -61,7 +61,13 @@ def test_the_operator_starts_transcoders_with_the_images_entrypoint() -> None:
     stream = parse_manifest("metadata: {name: x}\nspec: {source: {type: test}}\n")
     pod = build_transcoder_pod(stream, OperatorSettings(), generation=1, redis_url="redis://r")
 
-    assert pod["spec"]["containers"][0]["command"] == entrypoint("transcoder")
+    container = pod["spec"]["containers"][0]
+    assert container["command"] == entrypoint("transcoder")
+    # The image's HEALTHCHECK asks what the pod's livenessProbe asks, on the same port.
+    health = instruction(DOCKERFILES["transcoder"], "HEALTHCHECK")
+    probe = container["livenessProbe"]["httpGet"]
+    port = next(p["containerPort"] for p in container["ports"] if p["name"] == probe["port"])
+    assert f"127.0.0.1:{port}{probe['path']}" in health
 
 
 @pytest.mark.parametrize("component", DOCKERFILES)

@@ -183,7 +183,12 @@ def test_security_context_is_hardened(case: str) -> None:
     assert pod["spec"]["securityContext"]["runAsNonRoot"] is True
     assert {"name": "tmp", "mountPath": "/tmp"} in container(pod)["volumeMounts"]
     assert pod["spec"]["restartPolicy"] == "Always"
-    assert "livenessProbe" not in container(pod)  # no health endpoint in the transcoder yet
+    # The transcoder's own probes (cascade.transcoder.probes), on the port it is told.
+    probes = container(pod)
+    assert probes["livenessProbe"]["httpGet"] == {"path": "/livez", "port": "probes"}
+    assert probes["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "probes"}
+    assert {"name": "CASCADE_PROBE_PORT", "value": "8090"} in probes["env"]
+    assert {"name": "probes", "containerPort": 8090, "protocol": "TCP"} in probes["ports"]
 
 
 def test_livestream_env_round_trips_to_the_same_stream() -> None:

@@ -257,6 +257,14 @@ class TranscoderSettings(_Base):
         gt=0,
         validation_alias=AliasChoices("CASCADE_BACKOFF_MAX", "backoff_max_seconds"),
     )
+    probe_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        validation_alias=AliasChoices("CASCADE_PROBE_PORT", "probe_port"),
+        description="Port of /livez and /readyz for the kubelet (0: off, as in local mode; "
+        "the operator sets it in transcoder pods).",
+    )
     archive_seconds: float = Field(
         default=120.0,
         ge=0,

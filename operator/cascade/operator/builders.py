@@ -5,8 +5,9 @@ JSON-dumped with sorted keys (golden-tested in ``tests/operator``). They add no 
 references: the reconciler adds the LiveStream as controller owner (so deletion
 cascades through the garbage collector).
 
-Probes: none yet. The transcoder has no HTTP health endpoint (it reports health to
-Redis only); the operator turns that report into the ``Ingesting`` condition instead.
+Probes: the transcoder answers ``/livez`` (its packager loop runs) and ``/readyz`` (FFmpeg
+runs, so the ingest Service may send encoders to it) on ``PROBE_PORT``; its health for
+users goes to Redis, which the operator turns into the ``Ingesting`` condition.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ LABEL_LIVESTREAM = "cascade.dev/livestream"
 ANNOTATION_SPEC_HASH = "cascade.dev/spec-hash"
 ANNOTATION_GENERATION = "cascade.dev/livestream-generation"
 CONTAINER_NAME = "transcoder"
+# The transcoder's /livez and /readyz (cascade.transcoder.probes).
+PROBE_PORT = 8090
 # Non-root user of the transcoder image.
 RUN_AS_USER = 10001
 # The container runtime injects NVENC only when the capabilities include "video".
@@ -131,6 +134,7 @@ def _env(stream: LiveStream, redis_url: str, gpu: bool) -> list[dict[str, Any]]:
         {"name": "CASCADE_LIVESTREAM", "value": livestream_json(stream)},
         {"name": "REDIS_URL", "value": redis_url},
         {"name": "CASCADE_BIND_HOST", "value": "0.0.0.0"},
+        {"name": "CASCADE_PROBE_PORT", "value": str(PROBE_PORT)},
     ]
     srt = stream.spec.source.srt
     if srt is not None and srt.passphrase_secret_ref is not None:
@@ -169,6 +173,7 @@ def build_pod_spec(
         {"name": p["name"], "containerPort": p["port"], "protocol": p["protocol"]}
         for p in ingest_ports(stream)
     ]
+    container_ports.append({"name": "probes", "containerPort": PROBE_PORT, "protocol": "TCP"})
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": settings.transcoder_image,
@@ -178,6 +183,21 @@ def build_pod_spec(
         "resources": _resources(stream, settings, gpu),
         "securityContext": _container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+        # A wedged packager loop stops answering: restarted after 30 s.
+        "livenessProbe": {
+            "httpGet": {"path": "/livez", "port": "probes"},
+            "initialDelaySeconds": 5,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        # Not ready while FFmpeg restarts: encoders are not sent to a pod not listening.
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": "probes"},
+            "periodSeconds": 2,
+            "timeoutSeconds": 2,
+            "failureThreshold": 2,
+        },
     }
     if container_ports:
         container["ports"] = container_ports

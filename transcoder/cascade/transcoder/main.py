@@ -23,6 +23,7 @@ from cascade.core.manifest import ManifestError, parse_manifest
 from cascade.core.settings import TranscoderSettings
 from cascade.core.spec import LiveStream
 from cascade.transcoder.argv import Inputs
+from cascade.transcoder.probes import ProbeServer
 from cascade.transcoder.runner import StreamRunner
 
 
@@ -69,12 +70,18 @@ async def _run(stream: LiveStream, settings: TranscoderSettings, inputs: Inputs)
     redis = Redis.from_url(settings.redis_url)
     runner = StreamRunner(stream, redis, settings, inputs=inputs)
     task = asyncio.create_task(runner.run())
+    probes = ProbeServer(lambda: (runner.status.state, runner.status.reason, not task.done()))
+    if settings.probe_port:
+        await probes.start(inputs.bind_host, settings.probe_port)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, task.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    await redis.aclose()
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        await probes.stop()
+        await redis.aclose()
     return 0
 
 
