@@ -198,8 +198,13 @@ def test_the_operators_rbac_is_enough_to_run_it(
         assert streams.get("services", "-l", "cascade.dev/livestream=rbac")["items"]
         streams.run("delete", "livestream", "rbac", "--timeout=60s")  # the finalizer, too
         time.sleep(1)
-        text = log.read_text()
-        assert "Forbidden" not in text and " 403 " not in text, text[-3000:]
+        # An RBAC denial reads 'forbidden: User "system:serviceaccount:..." cannot <verb>'.
+        # (Other 403s happen for reasons of their own: events into a namespace another
+        # test is deleting are refused with NamespaceTerminating.)
+        denials = [
+            line for line in log.read_text().splitlines() if "system:serviceaccount:" in line
+        ]
+        assert denials == [], "\n".join(denials[:5])
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -230,11 +230,18 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.event(*LIVESTREAMS, registry=registry, id="stream_event")
     def stream_event(
-        type: str, namespace: str | None, name: str, meta: kopf.Meta, **_: Any
+        type: str,
+        namespace: str | None,
+        name: str,
+        meta: kopf.Meta,
+        status: kopf.Status,
+        **_: Any,
     ) -> None:
         if type == "DELETED" or meta.get("deletionTimestamp"):
             runtime.wake_all()  # capacity freed: waiting streams may start
-        else:
+        elif status.get("observedGeneration") != meta.get("generation"):
+            # A new spec. Events of our own status writes (every status interval) change
+            # nothing to do: waking on them would double every pass.
             runtime.wake((namespace or "", name))
 
     @kopf.daemon(*LIVESTREAMS, registry=registry, cancellation_timeout=10.0, id="run_stream")
