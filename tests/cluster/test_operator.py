@@ -229,7 +229,12 @@ def test_on_demand_starts_for_a_viewer_and_stops_when_nobody_watches(
     ns.apply(livestream("pulled", activation="OnDemand", idleTimeoutSeconds=4))
 
     wait_for("phase Idle", lambda: phase_is(ns, "pulled", "Idle"), timeout=30)
-    assert condition(ns, "pulled", "Active")["reason"] == "AwaitingViewers"
+    # NoViewers while it stops, then AwaitingViewers once it is gone and forgotten.
+    wait_for(
+        "Active=False AwaitingViewers",
+        lambda: condition(ns, "pulled", "Active").get("reason") == "AwaitingViewers",
+        timeout=15,
+    )
     assert store.sismember(schema.ON_DEMAND_STREAMS, "pulled")
     assert running_pod(ns, "pulled") is None
 
@@ -244,7 +249,12 @@ def test_on_demand_starts_for_a_viewer_and_stops_when_nobody_watches(
     wait_for(
         "no pod", lambda: not ns.get("pods", "-l", "cascade.dev/livestream=pulled")["items"], 30
     )
-    assert condition(ns, "pulled", "Active")["reason"] == "AwaitingViewers"
+    # NoViewers while it stops, then AwaitingViewers once it is gone and forgotten.
+    wait_for(
+        "Active=False AwaitingViewers",
+        lambda: condition(ns, "pulled", "Active").get("reason") == "AwaitingViewers",
+        timeout=15,
+    )
     assert "no viewer for" in events(ns, "pulled", "StoppedOnDemand")[0]["message"]
     wait_for("live keys removed", lambda: not store.exists(schema.meta_key("pulled")), timeout=10)
     # The request that started it is still in Redis: it does not start it again.
