@@ -18,11 +18,13 @@ import json
 import os
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +106,15 @@ class Publisher(threading.Thread):
             self.stop.wait(max(0.0, next_at - time.monotonic()))
 
 
+def blocked_requests(url: str) -> float:
+    """The edge's cascade_edge_blocked_requests gauge, read from its /metrics."""
+    with urllib.request.urlopen(url, timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("cascade_edge_blocked_requests "):
+                return float(line.split()[1])
+    return 0.0
+
+
 def redis_calls(r: Any) -> int:
     """Commands Redis has executed since it started (INFO commandstats)."""
     return sum(int(v["calls"]) for v in r.info("commandstats").values())
@@ -122,7 +133,13 @@ def run_step(exe: Path, base: str, viewers: int, seconds: float, edge_pid: int,
     # Steady state: after the ramp and warm-up, over the measured seconds.
     time.sleep(4.5)
     calls0, c0 = redis_calls(publisher.r), time.monotonic()
-    time.sleep(max(1.0, seconds - 1.5))
+    # The HPA's optional delivery metric, sampled over the steady state: requests held open.
+    held: list[float] = []
+    metrics_url = base.split("/live/", 1)[0] + "/metrics"
+    end = c0 + max(1.0, seconds - 1.5)
+    while time.monotonic() < end:
+        held.append(blocked_requests(metrics_url))
+        time.sleep(min(0.5, max(0.0, end - time.monotonic())))
     calls1, c1 = redis_calls(publisher.r), time.monotonic()
     out, err = proc.communicate(timeout=seconds + 60)
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -149,6 +166,8 @@ def run_step(exe: Path, base: str, viewers: int, seconds: float, edge_pid: int,
             "max": round(delays[-1] * 1000, 1) if delays else None,
         },
         "edge_cpu_cores": round(edge_cpu, 2),
+        # cascade_edge_blocked_requests (the HPA's delivery metric) per viewer, mean.
+        "blocked_requests_per_viewer": round(statistics.fmean(held) / viewers, 2) if held else None,
         "sessions": sessions,
         "redis_commands_per_second": round((calls1 - calls0) / (c1 - c0), 1),
         "client_cpu_seconds_total": round(usage.ru_utime + usage.ru_stime, 2),
