@@ -39,6 +39,9 @@ OPERATOR_ENV = {
     "CASCADE_STATUS_INTERVAL_SECONDS": "1",
     "CASCADE_RESTART_BACKOFF_SECONDS": "1",
     "CASCADE_CLEANUP_ATTEMPTS": "3",
+    # One NVENC session per GPU: the 32 fake GPUs give a budget of 32 sessions, small
+    # enough for a test to exhaust (the 25 one-rendition streams of another test fit).
+    "CASCADE_NVENC_SESSIONS_PER_GPU": "1",
     "CASCADE_LOG_FORMAT": "json",
 }
 

@@ -262,15 +262,50 @@ def test_on_demand_starts_for_a_viewer_and_stops_when_nobody_watches(
     assert running_pod(ns, "pulled") is None
 
 
-def test_twenty_five_gpu_streams_run_and_the_twenty_sixth_waits(
-    ns: Kubectl, kubectl: Kubectl
-) -> None:
-    # Capacity is cluster-wide: wait for other tests' streams to be gone first.
+def no_other_streams(kubectl: Kubectl) -> None:
+    """Capacity is cluster-wide: wait for other tests' streams to be gone."""
     wait_for(
         "no other LiveStreams",
         lambda: not kubectl.get("livestreams", "--all-namespaces")["items"],
         timeout=90,
     )
+
+
+def test_the_nvenc_session_budget_holds_a_stream_with_the_reason(
+    ns: Kubectl, kubectl: Kubectl
+) -> None:
+    no_other_streams(kubectl)
+    ladder = [{"name": f"r{i}", "width": 640, "height": 360} for i in range(8)]
+
+    def big(name: str) -> dict[str, Any]:
+        stream = gpu_stream(name)
+        stream["spec"]["transcode"]["renditions"] = ladder  # 8 NVENC sessions
+        return stream
+
+    # 2 nodes x 16 GPUs x 1 session per GPU (the test operator's setting) = 32 sessions.
+    ns.run("apply", "-f", "-", stdin=yaml.safe_dump_all([big(f"ladder-{i}") for i in range(4)]))
+    wait_for("4 ladders Running", lambda: len(ns.get("pods")["items"]) == 4, timeout=60)
+    time.sleep(1.1)  # a later creationTimestamp
+    ns.apply(big("ladder-late"))
+
+    wait_for(
+        "the fifth held by the NVENC budget",
+        lambda: condition(ns, "ladder-late", "CapacityAvailable").get("status") == "False",
+        timeout=30,
+    )
+    held = condition(ns, "ladder-late", "CapacityAvailable")
+    assert held["reason"] == "NvencSessionBudget"
+    assert "needs 8 NVENC sessions, 0 of 32 free" in held["message"]
+    assert running_pod(ns, "ladder-late") is None
+
+    ns.run("delete", "livestream", "ladder-1", "--wait=false")
+    wait_for("the fifth starts", lambda: running_pod(ns, "ladder-late"), timeout=60)
+
+
+def test_twenty_five_gpu_streams_run_and_the_twenty_sixth_waits(
+    ns: Kubectl, kubectl: Kubectl
+) -> None:
+    no_other_streams(kubectl)
     names = [f"cam-{i:02d}" for i in range(25)]
     ns.run("apply", "-f", "-", stdin=yaml.safe_dump_all([gpu_stream(n) for n in names]))
 
