@@ -24,7 +24,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import redis.asyncio as aioredis
@@ -32,6 +32,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from cascade.core.lifecycle import Activity, on_demand_verdict
+from cascade.core.schema import DEMAND
 from cascade.core.spec import Activation, Hardware, LiveStream, format_validation_error
 from cascade.operator import redisio
 from cascade.operator.builders import LABEL_LIVESTREAM, LABEL_MANAGED_BY
@@ -89,6 +90,13 @@ class Runtime:
         self.kube: Kube | None = None
         self.redis: aioredis.Redis | None = None
         self.wakers: dict[Key, asyncio.Event] = {}
+        self.demand_task: asyncio.Task[None] | None = None
+
+    def wake_name(self, name: str) -> None:
+        """Wake every stream of that name (Redis knows names, not namespaces)."""
+        for key, event in self.wakers.items():
+            if key[1] == name:
+                event.set()
 
     def wake(self, key: Key) -> None:
         event = self.wakers.get(key)
@@ -98,6 +106,35 @@ class Runtime:
     def wake_all(self) -> None:
         for event in self.wakers.values():
             event.set()
+
+
+# How often new viewer demand is looked for: a viewer waits about this much longer than
+# the transcoder's start for an on-demand stream (the status interval is far longer).
+DEMAND_POLL_SECONDS = 0.5
+
+
+async def watch_demand(
+    runtime: Runtime, redis: aioredis.Redis, poll: float = DEMAND_POLL_SECONDS
+) -> None:
+    """Wake on-demand streams as soon as an edge records demand for them.
+
+    One ``ZRANGEBYSCORE`` per poll for demand newer than the newest seen: the reconcile
+    pass does the rest (the lifecycle rule decides, capacity admits).
+    """
+    newest = time.time()
+    while True:
+        try:
+            fresh = cast(
+                list[tuple[bytes, float]],
+                await redis.zrangebyscore(DEMAND, f"({newest}", "+inf", withscores=True),
+            )
+        except (RedisError, OSError, TimeoutError):
+            fresh = []  # the passes report Redis trouble in the status
+        for raw, score in fresh:
+            name = raw.decode() if isinstance(raw, bytes) else str(raw)
+            runtime.wake_name(name)
+            newest = max(newest, float(score))
+        await asyncio.sleep(poll)
 
 
 def _pick_pod(values: Iterable[PodView]) -> PodView | None:
@@ -175,6 +212,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
+        runtime.demand_task = asyncio.create_task(watch_demand(runtime, runtime.redis))
         logger.info("operator started: redis %s", _redacted(runtime.settings.redis_url))
 
     @kopf.on.login(registry=registry, id="login")
@@ -185,6 +223,9 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.on.cleanup(registry=registry, id="cleanup")
     async def cleanup(**_: Any) -> None:
+        if runtime.demand_task is not None:
+            runtime.demand_task.cancel()
+            await asyncio.gather(runtime.demand_task, return_exceptions=True)
         if runtime.redis is not None:
             await runtime.redis.aclose()
 
