@@ -162,15 +162,25 @@ def parse_stream(body: Mapping[str, Any]) -> LiveStream:
     )
 
 
-def _claim(body: Mapping[str, Any]) -> StreamDemand | None:
-    """A LiveStream's claim on capacity, from its spec and the status last written."""
+def claim_of(body: Mapping[str, Any], *, own: bool = False) -> StreamDemand | None:
+    """A LiveStream's claim on capacity, from its spec and the status last written.
+
+    ``own``: the claim of the stream being reconciled, asked only when it wants a
+    transcoder now; its last status (Active=False, Failed) is about to be decided again
+    and does not remove the claim.
+    """
     meta = body.get("metadata", {})
     if meta.get("deletionTimestamp"):
         return None
     status = body.get("status") or {}
     for cond in status.get("conditions", []) or []:
-        if cond.get("type") == "Active" and cond.get("status") == "False":
+        if cond.get("type") == "Active" and cond.get("status") == "False" and not own:
             return None
+    running = bool((status.get("transcoder") or {}).get("podUID"))
+    if status.get("phase") == "Failed" and not running and not own:
+        # Waiting for the user (a refused pod, a name conflict, an invalid spec): it holds
+        # no transcoder, so it must not hold a slot another stream could use.
+        return None
     spec = body.get("spec", {})
     gpus = int((spec.get("scheduling") or {}).get("gpus", 0) or 0)
     hardware = (spec.get("transcode") or {}).get("hardware")
@@ -183,7 +193,7 @@ def _claim(body: Mapping[str, Any]) -> StreamDemand | None:
         gpus_requested=gpus,
         nvenc=nvenc,
         sessions=len(renditions),
-        running=bool((status.get("transcoder") or {}).get("podUID")),
+        running=running,
     )
 
 
@@ -250,7 +260,7 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
 
     @kopf.index(*LIVESTREAMS, registry=registry, id="claims")
     def claims(body: kopf.Body, **_: Any) -> dict[str, StreamDemand]:
-        claim = _claim(body)
+        claim = claim_of(body)
         return {"all": claim} if claim is not None else {}
 
     @kopf.index(*LIVESTREAMS, registry=registry, id="stream_names")
@@ -528,7 +538,7 @@ async def _pass(
     me = f"{namespace}/{name}"
     claims = [c for c in indexes.claims.get("all", []) if c.name != me]
     if verdict.run:
-        own = _claim({**body, "status": status})
+        own = claim_of({**body, "status": status}, own=True)
         if own is not None:
             claims.append(own._replace(running=pod is not None and not pod.deleting))
     decisions = plan_capacity(
