@@ -512,9 +512,12 @@ async def _pass(
     redis_error: str | None = None
     readings = None
     try:
-        await redisio.set_on_demand(redis, name, stream.spec.activation is Activation.ON_DEMAND)
         readings = await redisio.read_stream(
-            redis, name, now=now, viewer_timeout=settings.viewer_timeout_seconds
+            redis,
+            name,
+            now=now,
+            viewer_timeout=settings.viewer_timeout_seconds,
+            on_demand=stream.spec.activation is Activation.ON_DEMAND,
         )
     except (RedisError, OSError, TimeoutError) as exc:
         metrics.errors.labels("redis").inc()

@@ -23,14 +23,20 @@ class StreamReadings:
 
 
 async def read_stream(
-    client: aioredis.Redis, stream: str, *, now: float, viewer_timeout: float
+    client: aioredis.Redis, stream: str, *, now: float, viewer_timeout: float, on_demand: bool
 ) -> StreamReadings:
+    """One round trip: the readings, and ``cascade:ondemand`` kept in step with the spec
+    (the edges answer "starting" from it)."""
     pipe = client.pipeline(transaction=False)
+    if on_demand:
+        pipe.sadd(schema.ON_DEMAND_STREAMS, stream)
+    else:
+        pipe.srem(schema.ON_DEMAND_STREAMS, stream)
     pipe.hgetall(schema.health_key(stream))
     pipe.zcount(schema.viewers_key(stream), now - viewer_timeout, "+inf")
     pipe.zrevrange(schema.viewers_key(stream), 0, 0, withscores=True)
     pipe.zscore(schema.DEMAND, stream)
-    raw_health, viewers, newest, demand = await pipe.execute()
+    _, raw_health, viewers, newest, demand = await pipe.execute()
     try:
         health = Health.decode(raw_health) if raw_health else None
     except (ValueError, KeyError):
@@ -41,14 +47,6 @@ async def read_stream(
         last_viewer=float(newest[0][1]) if newest else 0.0,
         last_demand=float(demand or 0.0),
     )
-
-
-async def set_on_demand(client: aioredis.Redis, stream: str, on_demand: bool) -> None:
-    """Keep ``cascade:ondemand`` in step with the spec (the edges answer "starting" from it)."""
-    if on_demand:
-        await client.sadd(schema.ON_DEMAND_STREAMS, stream)
-    else:
-        await client.srem(schema.ON_DEMAND_STREAMS, stream)
 
 
 async def forget_live_state(client: aioredis.Redis, stream: str) -> int:
