@@ -56,18 +56,6 @@ VALUE_SETS: dict[str, list[str]] = {
 }
 
 
-@pytest.fixture(scope="session")
-def helm() -> Path:
-    bin_dir = (
-        subprocess.run(
-            [str(REPO / "scripts" / "cluster-build.sh")], capture_output=True, text=True, check=True
-        )
-        .stdout.strip()
-        .splitlines()[-1]
-    )
-    return Path(bin_dir) / "helm"
-
-
 def run_helm(helm: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     proc = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:

@@ -23,7 +23,7 @@ from cascade.operator.builders import build_transcoder_pod
 from cascade.operator.settings import OperatorSettings
 
 from ..conftest import free_port
-from .test_chart import helm, render  # noqa: F401 - the helm fixture
+from .test_chart import render
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +53,7 @@ def chart_container(helm_bin: Path, component: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("component", ["operator", "edge"])
-def test_the_chart_runs_the_images_entrypoint(helm: Path, component: str) -> None:  # noqa: F811
+def test_the_chart_runs_the_images_entrypoint(helm: Path, component: str) -> None:
     assert chart_container(helm, component)["command"] == entrypoint(component)
 
 
@@ -89,7 +89,7 @@ def test_hadolint_passes() -> None:
 
 
 def test_the_edge_as_the_chart_runs_it_answers_its_probes(
-    helm: Path,  # noqa: F811
+    helm: Path,
     redis_url: str,
 ) -> None:
     container = chart_container(helm, "edge")
