@@ -336,6 +336,13 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
                         "reconcile failed (%s), retrying in %.0fs: %s", target, delay, exc
                     )
                     last_written = None
+                except Exception:  # a bug must not stop this stream's reconciling
+                    failures += 1
+                    delay = min(ERROR_RETRY_SECONDS * failures, 60.0)
+                    metrics.reconciles.labels("error").inc()
+                    metrics.errors.labels("internal").inc()
+                    logger.exception("reconcile failed (internal error), retrying in %.0fs", delay)
+                    last_written = None
                 metrics.duration.observe(time.perf_counter() - started)
                 await _sleep(waker, stopped, delay)
         finally:

@@ -29,7 +29,7 @@ class OperatorMetrics:
         )
         self.errors = Counter(
             "cascade_operator_errors_total",
-            "Failed calls, by where (kubernetes, redis).",
+            "Failed reconcile passes and calls, by where (kubernetes, redis, internal).",
             ["target"],
             registry=self.registry,
         )
