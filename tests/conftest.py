@@ -9,9 +9,10 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,6 +42,25 @@ def free_server_port() -> int:
                 continue
             return port
     raise RuntimeError("no free port below the ephemeral range")
+
+
+def wait_http(
+    url: str, ok: Callable[[httpx.Response], bool] | None = None, *, timeout: float = 20.0
+) -> httpx.Response:
+    """GET ``url`` until the answer is 200 (or satisfies ``ok``): a process coming up."""
+    deadline = time.monotonic() + timeout
+    last: object = "no answer"
+    while True:
+        try:
+            response = httpx.get(url, timeout=1)
+            if (ok or (lambda r: r.status_code == 200))(response):
+                return response
+            last = f"{response.status_code} {response.text[:200]}"
+        except httpx.HTTPError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            pytest.fail(f"{url} not ready after {timeout:.0f}s (last: {last})")
+        time.sleep(0.1)
 
 
 def free_udp_port() -> int:

@@ -271,6 +271,29 @@ def no_other_streams(kubectl: Kubectl) -> None:
     )
 
 
+def held_then_started(ns: Kubectl, late: str, reason: str, says: str, freed: str) -> None:
+    """``late`` waits in Pending for capacity with ``reason``, and starts once ``freed`` goes."""
+    wait_for(
+        f"{late} held by capacity",
+        lambda: condition(ns, late, "CapacityAvailable").get("status") == "False",
+        timeout=30,
+    )
+    held = condition(ns, late, "CapacityAvailable")
+    assert held["reason"] == reason
+    assert says in held["message"]
+    assert status(ns, late)["phase"] == "Pending"
+    assert running_pod(ns, late) is None
+
+    ns.run("delete", "livestream", freed, "--wait=false")
+
+    wait_for(f"{late} starts", lambda: running_pod(ns, late), timeout=60)
+    wait_for(
+        "its capacity condition clears",
+        lambda: condition(ns, late, "CapacityAvailable").get("status") == "True",
+        timeout=30,
+    )
+
+
 def test_the_nvenc_session_budget_holds_a_stream_with_the_reason(
     ns: Kubectl, kubectl: Kubectl
 ) -> None:
@@ -288,18 +311,9 @@ def test_the_nvenc_session_budget_holds_a_stream_with_the_reason(
     time.sleep(1.1)  # a later creationTimestamp
     ns.apply(big("ladder-late"))
 
-    wait_for(
-        "the fifth held by the NVENC budget",
-        lambda: condition(ns, "ladder-late", "CapacityAvailable").get("status") == "False",
-        timeout=30,
+    held_then_started(
+        ns, "ladder-late", "NvencSessionBudget", "needs 8 NVENC sessions, 0 of 32 free", "ladder-1"
     )
-    held = condition(ns, "ladder-late", "CapacityAvailable")
-    assert held["reason"] == "NvencSessionBudget"
-    assert "needs 8 NVENC sessions, 0 of 32 free" in held["message"]
-    assert running_pod(ns, "ladder-late") is None
-
-    ns.run("delete", "livestream", "ladder-1", "--wait=false")
-    wait_for("the fifth starts", lambda: running_pod(ns, "ladder-late"), timeout=60)
 
 
 def test_twenty_five_gpu_streams_run_and_the_twenty_sixth_waits(
@@ -319,25 +333,7 @@ def test_twenty_five_gpu_streams_run_and_the_twenty_sixth_waits(
     assert {p["spec"]["nodeName"] for p in pods} <= {"gpu-node-0", "gpu-node-1"}
 
     ns.apply(gpu_stream("cam-late"))
-    wait_for(
-        "the 26th held by capacity",
-        lambda: condition(ns, "cam-late", "CapacityAvailable").get("status") == "False",
-        timeout=30,
-    )
-    held = condition(ns, "cam-late", "CapacityAvailable")
-    assert held["reason"] == "MaxConcurrentStreams"
-    assert "25 of 25" in held["message"]
-    assert status(ns, "cam-late")["phase"] == "Pending"
-    assert running_pod(ns, "cam-late") is None
-
-    ns.run("delete", "livestream", "cam-07", "--wait=false")
-
-    wait_for("the 26th starts", lambda: running_pod(ns, "cam-late"), timeout=60)
-    wait_for(
-        "its capacity condition clears",
-        lambda: condition(ns, "cam-late", "CapacityAvailable").get("status") == "True",
-        timeout=30,
-    )
+    held_then_started(ns, "cam-late", "MaxConcurrentStreams", "25 of 25", "cam-07")
 
 
 def test_restarting_the_operator_changes_nothing_that_was_right(

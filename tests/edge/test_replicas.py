@@ -23,7 +23,7 @@ from cascade.core import schema
 from cascade.core.schema import Health, PartEntry, RenditionInfo, StreamMeta, StreamState
 from cascade.edge.access import SigningKey, sign_url
 
-from ..conftest import free_port
+from ..conftest import free_port, wait_http
 
 pytestmark = pytest.mark.slow
 
@@ -81,16 +81,7 @@ def replicas(redis_server: object) -> Iterator[Replicas]:
         urls.append(f"http://127.0.0.1:{port}")
     try:
         for u in urls:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    up = httpx.get(f"{u}/live/pub6/360p/5.4.m4s", timeout=1).status_code == 200
-                    if up:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline, f"edge {u} did not come up"
-                time.sleep(0.1)
+            wait_http(f"{u}/live/pub6/360p/5.4.m4s")
         yield Replicas(urls, r)
     finally:
         for p in procs:
@@ -218,15 +209,7 @@ def test_sigterm_drains_held_requests(redis_server: object) -> None:
     proc = subprocess.Popen([sys.executable, "-m", "cascade.edge.main"], env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/live/drain/360p/5.4.m4s", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+        wait_http(f"{base}/live/drain/360p/5.4.m4s")
         assert httpx.get(f"{base}/livez").status_code == 200
         assert httpx.get(f"{base}/readyz").json()["ready"] is True
         with httpx.Client(base_url=base, timeout=10) as client:

@@ -11,7 +11,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from cascade.core.manifest import parse_manifest
 from cascade.operator.builders import build_transcoder_pod
 from cascade.operator.settings import OperatorSettings
 
-from ..conftest import free_port
+from ..conftest import free_port, wait_http
 from .test_chart import render
 
 pytestmark = pytest.mark.slow
@@ -102,15 +101,7 @@ def test_the_edge_as_the_chart_runs_it_answers_its_probes(
     proc = subprocess.Popen([program], env={**os.environ, **env})
     try:
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "the edge never became ready"
-            time.sleep(0.1)
+        wait_http(f"{base}/readyz")
         for probe in (container["readinessProbe"], container["livenessProbe"]):
             assert httpx.get(f"{base}{probe['httpGet']['path']}", timeout=2).status_code == 200
         assert "/livez" in health  # the image's own HEALTHCHECK asks the same endpoint

@@ -8,7 +8,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 from cascade.core.schema import StreamState
 from cascade.transcoder.probes import ProbeServer, probe_answer
 
-from ..conftest import ffmpeg_or_fail, free_port
+from ..conftest import ffmpeg_or_fail, free_port, wait_http
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -87,18 +86,8 @@ def test_the_transcoder_program_answers_its_probes(redis_url: str) -> None:
         [program], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 20
-        states = []
-        while time.monotonic() < deadline:
-            try:
-                ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1)
-                states.append(ready.json()["state"])
-                if ready.json()["state"] == "live":
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        assert states and states[-1] == "live", states
+        # Starting (ready: FFmpeg listens), then live once parts flow.
+        ready = wait_http(f"http://127.0.0.1:{port}/readyz", lambda r: r.json()["state"] == "live")
         assert ready.status_code == 200
         assert httpx.get(f"http://127.0.0.1:{port}/livez", timeout=1).status_code == 200
     finally:
