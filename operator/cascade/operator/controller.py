@@ -320,29 +320,28 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             while not stopped:
                 waker.clear()
                 started = time.perf_counter()
+                target = ""
                 try:
                     delay, last_written = await _pass(
                         runtime, key, body, indexes, last_written, logger
                     )
-                    failures = 0
-                    metrics.reconciles.labels("ok").inc()
                 except (KubeError, RedisError, OSError, TimeoutError) as exc:
+                    target = "kubernetes" if isinstance(exc, KubeError) else "redis"
+                    error = str(exc)
+                except Exception as exc:  # a bug must not stop this stream's reconciling
+                    target, error = "internal", repr(exc)
+                    logger.exception("reconcile pass failed")
+                if target:
                     failures += 1
                     delay = min(ERROR_RETRY_SECONDS * failures, 60.0)
-                    metrics.reconciles.labels("error").inc()
-                    target = "kubernetes" if isinstance(exc, KubeError) else "redis"
+                    last_written = None
                     metrics.errors.labels(target).inc()
                     logger.warning(
-                        "reconcile failed (%s), retrying in %.0fs: %s", target, delay, exc
+                        "reconcile failed (%s), retrying in %.0fs: %s", target, delay, error
                     )
-                    last_written = None
-                except Exception:  # a bug must not stop this stream's reconciling
-                    failures += 1
-                    delay = min(ERROR_RETRY_SECONDS * failures, 60.0)
-                    metrics.reconciles.labels("error").inc()
-                    metrics.errors.labels("internal").inc()
-                    logger.exception("reconcile failed (internal error), retrying in %.0fs", delay)
-                    last_written = None
+                else:
+                    failures = 0
+                metrics.reconciles.labels("error" if target else "ok").inc()
                 metrics.duration.observe(time.perf_counter() - started)
                 await _sleep(waker, stopped, delay)
         finally:

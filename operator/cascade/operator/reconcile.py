@@ -355,6 +355,9 @@ def reconcile(observed: Observed, settings: OperatorSettings, *, redis_url: str)
     verdict = observed.lifecycle
     admitted = isinstance(observed.capacity, Admitted)
     want = verdict.run and admitted
+    desired = build_transcoder_pod(
+        stream, settings, generation=observed.generation, redis_url=redis_url
+    )
 
     if pod is not None and not pod.deleting and pod.uid != memory.pod_uid:
         # A pod we did not record (its creation outlived the status write, or an older
@@ -415,10 +418,7 @@ def reconcile(observed: Observed, settings: OperatorSettings, *, redis_url: str)
             )
             requeue = wait
         else:
-            manifest = build_transcoder_pod(
-                stream, settings, generation=observed.generation, redis_url=redis_url
-            )
-            actions.append(CreatePod(manifest))
+            actions.append(CreatePod(desired))
             events.append(
                 Event("Normal", "CreatedPod", f"created transcoder pod {pod_name(stream)}")
             )
@@ -433,59 +433,51 @@ def reconcile(observed: Observed, settings: OperatorSettings, *, redis_url: str)
         ready = Condition(READY, "False", "WaitingForPod", why_no_pod)
         requeue = SHORT_REQUEUE_SECONDS
         pod = None
-    else:
-        desired = build_transcoder_pod(
-            stream, settings, generation=observed.generation, redis_url=redis_url
+    elif pod.spec_hash != desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]:
+        actions.append(DeletePod(pod.name, pod.uid))
+        events.append(
+            Event(
+                "Normal",
+                "SpecChanged",
+                f"pod spec changed (generation {observed.generation}): replacing {pod.name}",
+            )
         )
-        if pod.spec_hash != desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]:
-            actions.append(DeletePod(pod.name, pod.uid))
-            events.append(
-                Event(
-                    "Normal",
-                    "SpecChanged",
-                    f"pod spec changed (generation {observed.generation}): replacing {pod.name}",
-                )
-            )
-            memory = replace(memory, pod_uid=None)
-            ready = Condition(READY, "False", "Updating", f"replacing pod {pod.name}")
-            requeue = SHORT_REQUEUE_SECONDS
-        elif pod.phase in ("Failed", "Succeeded"):
-            actions.append(DeletePod(pod.name, pod.uid))
-            memory = memory.failed(now)
-            delay = backoff_seconds(memory.consecutive_failures, settings)
-            message = f"pod {pod.name} {pod.phase.lower()}"
-            if pod.failure:
-                message += f": {pod.failure}"
-            events.append(
-                Event("Warning", "TranscoderFailed", f"{message}; recreating in {delay:.0f}s")
-            )
-            ready = Condition(
-                READY, "False", RESTARTING, f"{message}; next attempt in {delay:.0f}s"
-            )
-            requeue = delay
-        elif pod.waiting_reason in IMAGE_PULL_REASONS:
-            ready = Condition(
-                READY,
-                "False",
-                "ImagePullFailed",
-                f"{pod.waiting_reason}: {pod.waiting_message or settings.transcoder_image}",
-            )
-        elif pod.phase == "Running" and pod.ready:
-            ready = Condition(READY, "True", "TranscoderRunning", f"pod {pod.name} on {pod.node}")
+        memory = replace(memory, pod_uid=None)
+        ready = Condition(READY, "False", "Updating", f"replacing pod {pod.name}")
+        requeue = SHORT_REQUEUE_SECONDS
+    elif pod.phase in ("Failed", "Succeeded"):
+        actions.append(DeletePod(pod.name, pod.uid))
+        memory = memory.failed(now)
+        delay = backoff_seconds(memory.consecutive_failures, settings)
+        message = f"pod {pod.name} {pod.phase.lower()}"
+        if pod.failure:
+            message += f": {pod.failure}"
+        events.append(
+            Event("Warning", "TranscoderFailed", f"{message}; recreating in {delay:.0f}s")
+        )
+        ready = Condition(READY, "False", RESTARTING, f"{message}; next attempt in {delay:.0f}s")
+        requeue = delay
+    elif pod.waiting_reason in IMAGE_PULL_REASONS:
+        ready = Condition(
+            READY,
+            "False",
+            "ImagePullFailed",
+            f"{pod.waiting_reason}: {pod.waiting_message or settings.transcoder_image}",
+        )
+    elif pod.phase == "Running" and pod.ready:
+        ready = Condition(READY, "True", "TranscoderRunning", f"pod {pod.name} on {pod.node}")
+        live_pod = pod
+        if memory.consecutive_failures:
+            stable_at = (pod.started_at or now) + settings.stable_after_seconds
+            if now >= stable_at:
+                memory = replace(memory, consecutive_failures=0)
+            else:
+                requeue = stable_at - now
+    else:
+        detail = f": {pod.waiting_reason}" if pod.waiting_reason else ""
+        ready = Condition(READY, "False", "WaitingForPod", f"pod {pod.name} is {pod.phase}{detail}")
+        if pod.phase == "Running":
             live_pod = pod
-            if memory.consecutive_failures:
-                stable_at = (pod.started_at or now) + settings.stable_after_seconds
-                if now >= stable_at:
-                    memory = replace(memory, consecutive_failures=0)
-                else:
-                    requeue = stable_at - now
-        else:
-            detail = f": {pod.waiting_reason}" if pod.waiting_reason else ""
-            ready = Condition(
-                READY, "False", "WaitingForPod", f"pod {pod.name} is {pod.phase}{detail}"
-            )
-            if pod.phase == "Running":
-                live_pod = pod
 
     # Conditions, each from its owner's view of the observation.
     gen = observed.generation
