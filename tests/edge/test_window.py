@@ -179,3 +179,113 @@ def test_query_parser_agrees_with_the_standard_library(query: bytes) -> None:
     from cascade.edge.live import parse_query
 
     assert parse_query(query) == dict(parse_qsl(query.decode("latin-1"), keep_blank_values=True))
+
+
+# ---- a msn jump: entries lost while this edge could not read them ----------------------
+
+
+def before_jump(parts_in_186: int = 3) -> RenditionWindow:
+    """Segments 180-186, the last one growing (``parts_in_186`` parts so far)."""
+    w = RenditionWindow("360p", max_segments=24)
+    w.apply(InitEntry(b"init", 0))
+    for msn in range(180, 187):
+        for i in range(5 if msn < 186 else parts_in_186):
+            w.apply(part(msn, i))
+    return w
+
+
+def jumped(*, parts_in_186: int = 3, to: int = 218) -> RenditionWindow:
+    """:func:`before_jump`, then part ``to``.0: everything between was lost."""
+    w = before_jump(parts_in_186)
+    w.apply(part(to, 0))
+    return w
+
+
+def test_a_msn_jump_starts_the_window_afresh_with_a_discontinuity() -> None:
+    w = jumped()
+    assert [s.msn for s in w.segments] == [218]
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert check_media_playlist(text) == []
+    # The playlist never lists 186 followed by 218: media sequence numbers are implicit.
+    assert "#EXT-X-MEDIA-SEQUENCE:218\n" in text
+    assert "186." not in text
+    assert text.index("#EXT-X-DISCONTINUITY\n") < text.index('URI="218.0.m4s"')
+    assert '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="218.1.m4s"' in text
+
+
+def test_every_uri_listed_after_a_jump_is_servable() -> None:
+    w = jumped()
+    for msn in range(218, 222):
+        for i in range(1 if msn == 218 else 0, 5):
+            w.apply(part(msn, i))
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert check_media_playlist(text) == []
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-PART:"):
+            uri = line.split('URI="')[1].split('"')[0]
+            msn, index = (int(n) for n in uri.removesuffix(".m4s").split("."))
+            assert w.part(msn, index) is not None, uri
+        elif line and not line.startswith("#"):
+            assert (seg := w.servable_segment(int(line.removesuffix(".m4s")))) is not None
+            assert seg.data
+
+
+def test_the_playlists_around_a_jump_pass_the_update_rules() -> None:
+    w = before_jump()
+    before = render_media_playlist(build_media_playlist(w, CTX))
+    w.apply(part(218, 0))
+    after = render_media_playlist(build_media_playlist(w, CTX))
+    assert check_media_playlist(after, previous=before) == []
+    # The discontinuity sequence counts the tags that left (none here), and stays put
+    # while the new first segment still carries its own tag.
+    assert w.discontinuity_sequence == 0
+    for msn in range(219, 250):
+        w.apply(part(msn, 0))
+    assert w.discontinuity_sequence == 1  # the tagged segment 218 slid out
+
+
+def test_parts_given_out_just_before_a_jump_are_still_served() -> None:
+    w = jumped(parts_in_186=3)
+    assert w.part(186, 2) is not None and w.part(186, 2).data == b"186.2"  # type: ignore[union-attr]
+    assert w.servable_segment(185) is not None
+    assert w.part_wait(186, 2) is Wait.READY
+
+
+def test_held_requests_at_a_jump_get_an_answer_at_once() -> None:
+    w = jumped(parts_in_186=3)
+    # The preload hint 186.3 and the next segment's 187.0 will never come: gone, not held.
+    assert w.part_wait(186, 3) is Wait.GONE
+    assert w.part_wait(187, 0) is Wait.GONE
+    # A blocking reload for them is answered with the new playlist.
+    assert w.playlist_wait(186, 3, 0.1) is Wait.READY
+    assert w.playlist_wait(187, 0, 0.1) is Wait.READY
+    assert w.playlist_wait(218, 1, 0.1) is Wait.BLOCK
+
+
+def test_retired_segments_age_out_as_the_new_window_grows() -> None:
+    w = jumped()
+    for msn in range(219, 218 + 24):
+        w.apply(part(msn, 0))
+    assert len(w.segments) == 24 and not w.retired
+    assert w.part(186, 0) is None
+    assert w.inits == {0: b"init"}
+
+
+def test_a_jump_into_a_new_generation_keeps_the_inits_it_needs() -> None:
+    w = jumped()
+    w.apply(InitEntry(b"gen1", 1))
+    w.apply(part(300, 0, gen=1, disc=True))
+    assert [s.msn for s in w.segments] == [300]
+    assert w.init(0) == b"init"  # the retired segments' init, still served with them
+    assert w.init(1) == b"gen1"
+    text = render_media_playlist(build_media_playlist(w, CTX))
+    assert check_media_playlist(text) == []
+    assert '#EXT-X-MAP:URI="init-1.mp4"' in text
+
+
+def test_a_jump_mid_segment_waits_for_the_next_segment_start() -> None:
+    w = before_jump()
+    w.apply(part(218, 3))  # joined mid-segment: the old window stays as it is
+    assert w.position is not None and (w.position.msn, w.position.part) == (186, 2)
+    w.apply(part(219, 0))
+    assert [s.msn for s in w.segments] == [219] and w.segments[0].discontinuity

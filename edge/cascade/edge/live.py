@@ -404,8 +404,8 @@ def _media_file(
             404, f"not a media file name: {name!r} (expected N.m4s, N.P.m4s or init.mp4)"
         )
     if index is None:
-        seg = window.segment(msn)
-        if seg is not None and seg.complete:
+        seg = window.servable_segment(msn)
+        if seg is not None:
             return Reply(200, MEDIA_TYPE, MEDIA_CACHE, seg.data, "segment")
         if window.segments and msn < window.segments[0].msn:
             # Older than the live window (a slow client, a DVR-style request): the

@@ -64,6 +64,9 @@ class RenditionWindow:
         self.name = name
         self.max_segments = max_segments
         self.segments: deque[WindowSegment] = deque()
+        # Segments a msn jump took out of the playlist (see ``_restart_at``): no longer
+        # listed, still served, so a URI a player was given just before the jump answers.
+        self.retired: deque[WindowSegment] = deque()
         self.inits: dict[int, bytes] = {}
         self.ended = False
         self.discontinuity_sequence = 0  # discontinuities that slid out of the window
@@ -95,30 +98,62 @@ class RenditionWindow:
             return  # an entry we already applied (catch-up overlap)
         if p.part != 0:
             return  # joined mid-segment: wait for the next segment start
+        jump = last is not None and p.msn != last.msn + 1
         if last is not None:
             last.complete = True
+        if jump:
+            self._restart_at()
         self.ended = False
         self.segments.append(
             WindowSegment(
                 msn=p.msn,
                 pdt=p.pdt,
                 generation=p.generation,
-                discontinuity=p.discontinuity and last is not None,
+                # After a jump the media before it is gone: "The EXT-X-DISCONTINUITY tag
+                # MUST be present if there is a change in ... timestamp sequence" (RFC
+                # 8216bis 4.4.4.3), and a player that played the old window needs it.
+                discontinuity=(p.discontinuity and last is not None) or jump,
                 parts=[WindowPart(0, p.duration, p.independent, p.data)],
             )
         )
         while len(self.segments) > self.max_segments:
-            gone = self.segments.popleft()
-            if gone.discontinuity:
-                # "If the server removes a Media Segment from the Playlist that has an
-                # EXT-X-DISCONTINUITY tag, the server MUST increment the value of the
-                # EXT-X-DISCONTINUITY-SEQUENCE tag" (RFC 8216bis 6.2.1). Not before: while
-                # the tagged segment is first, its tag still counts (hls.js checks this).
-                self.discontinuity_sequence += 1
-        live_gens = {s.generation for s in self.segments}
+            self._remove_first()
+        # The retired segments age out as the new window grows, as if they still slid.
+        while self.retired and len(self.segments) + len(self.retired) > self.max_segments:
+            self.retired.popleft()
+        live_gens = {s.generation for s in self.segments} | {s.generation for s in self.retired}
         newest = max(self.inits, default=None)
         for gen in [g for g in self.inits if g not in live_gens and g != newest]:
             del self.inits[gen]
+
+    def _remove_first(self) -> WindowSegment:
+        gone = self.segments.popleft()
+        if gone.discontinuity:
+            # "If the server removes a Media Segment from the Playlist that has an
+            # EXT-X-DISCONTINUITY tag, the server MUST increment the value of the
+            # EXT-X-DISCONTINUITY-SEQUENCE tag" (RFC 8216bis 6.2.1). Not before: while
+            # the tagged segment is first, its tag still counts (hls.js checks this).
+            self.discontinuity_sequence += 1
+        return gone
+
+    def _restart_at(self) -> None:
+        """A part starts a segment that does not follow the last one: entries were lost
+        (published while this edge could not read them, then trimmed or never stored).
+
+        "The Media Sequence Number of every other Media Segment is equal to the Media
+        Sequence Number of the Media Segment that precedes it plus one" (RFC 8216bis 3):
+        the numbers are implicit, so a playlist cannot list 186 then 218. Renumbering is
+        no way out either: every replica must give a part the same number. So the window
+        starts afresh at the new segment, which carries EXT-X-DISCONTINUITY; the old
+        segments leave the playlist at once (counted into the discontinuity sequence as
+        the RFC asks) but are kept in ``retired`` and still served: a player fetching a
+        part it was just given gets it, and a held request for a part that can never come
+        is told so (it is older than the window) instead of waiting for its 503.
+        """
+        retired: deque[WindowSegment] = deque()
+        while self.segments:
+            retired.append(self._remove_first())
+        self.retired = retired
 
     # ---- queries ----------------------------------------------------------------------
 
@@ -130,17 +165,17 @@ class RenditionWindow:
         return Position(last.msn, len(last.parts) - 1)
 
     def segment(self, msn: int) -> WindowSegment | None:
-        if not self.segments:
-            return None
-        i = msn - self.segments[0].msn
-        if 0 <= i < len(self.segments):
-            seg = self.segments[i]
-            if seg.msn == msn:
-                return seg
-        return None
+        """Segment ``msn`` of the playlist (complete or growing), else None."""
+        return _find(self.segments, msn)
+
+    def servable_segment(self, msn: int) -> WindowSegment | None:
+        """Complete segment ``msn`` to serve: listed, or retired by a jump."""
+        seg = _find(self.segments, msn) or _find(self.retired, msn)
+        return seg if seg is not None and seg.complete else None
 
     def part(self, msn: int, index: int) -> WindowPart | None:
-        seg = self.segment(msn)
+        """Part ``index`` of segment ``msn``: listed, or retired by a jump."""
+        seg = _find(self.segments, msn) or _find(self.retired, msn)
         if seg is None or not 0 <= index < len(seg.parts):
             return None
         return seg.parts[index]
@@ -208,6 +243,18 @@ class RenditionWindow:
         if (msn == pos.msn and index == pos.part + 1) or (msn == pos.msn + 1 and index == 0):
             return Wait.BLOCK
         return Wait.TOO_FAR
+
+
+def _find(segments: deque[WindowSegment], msn: int) -> WindowSegment | None:
+    # Segment numbers in a deque are consecutive (a jump starts a new deque): index, no scan.
+    if not segments:
+        return None
+    i = msn - segments[0].msn
+    if 0 <= i < len(segments):
+        seg = segments[i]
+        if seg.msn == msn:
+            return seg
+    return None
 
 
 def advance_part_limit(part_target: float) -> int:
