@@ -89,6 +89,16 @@ def test_malformed_token(params: dict[str, str], needle: str) -> None:
     assert needle in result.message
 
 
+@pytest.mark.parametrize("exp", ["0{}", "00{}", "0" * 12])
+def test_exp_has_one_canonical_form(exp: str) -> None:
+    # int("0123") == int("123"): without this rule one signature opens many URLs.
+    expires_at = int(NOW) + 60
+    params = {**sign_params("cam1", expires_at, KEYS["ka"]), "exp": exp.format(expires_at)}
+    result = denied(verify("cam1", params, KEYS, NOW))
+    assert result.reason is DenyReason.MALFORMED
+    assert result.message == "malformed token: exp must be Unix seconds without leading zeros"
+
+
 def test_unknown_key_id() -> None:
     params = sign_params("cam1", int(NOW) + 60, SigningKey("old", SECRET_A))
     result = denied(verify("cam1", params, KEYS, NOW))

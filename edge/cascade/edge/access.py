@@ -112,6 +112,12 @@ def verify(
     exp_text, kid, sig = params["exp"], params["kid"], params["sig"]
     if not (exp_text.isascii() and exp_text.isdigit()) or len(exp_text) > _MAX_EXP_DIGITS:
         return Denied(DenyReason.MALFORMED, "malformed token: exp must be Unix seconds")
+    if len(exp_text) > 1 and exp_text[0] == "0":
+        # One canonical form: "0123" would verify with the signature of "123", so one token
+        # would open many URLs (each a cache miss, each a different string in the logs).
+        return Denied(
+            DenyReason.MALFORMED, "malformed token: exp must be Unix seconds without leading zeros"
+        )
     key = keys.get(kid)
     if key is None:
         return Denied(DenyReason.UNKNOWN_KEY, f"unknown key id {kid!r}")
