@@ -610,6 +610,9 @@ def test_valid_rtp_manifest_with_inline_sdp() -> None:
         ("de_mo", False),
         ("de.mo", False),
         ("", False),
+        # Python's "$" matches before a final newline: names are checked with fullmatch.
+        ("demo\n", False),
+        ("\ndemo", False),
     ],
 )
 def test_is_valid_name_follows_rfc1123_labels(name: str, valid: bool) -> None:

@@ -84,8 +84,13 @@ def test_viewer_ids_are_random_and_url_safe() -> None:
 
 
 @pytest.mark.parametrize(
-    "value", [None, "", "short", "x" * 17, "has space 123456", "someone@mail.org", "é" * 16]
-)
+    "value",
+    [
+        None, "", "short", "x" * 17, "has space 123456", "someone@mail.org", "é" * 16,
+        # "$" in a pattern also matches before a final newline: the id is fullmatched.
+        "abcdefghijklmnop\n", "\nabcdefghijklmnop", "abcdefghijklmno\n",
+    ],
+)  # fmt: skip
 def test_malformed_hls_ctx_is_no_viewer_id(value: str | None) -> None:
     assert parse_viewer_id(value) is None
 

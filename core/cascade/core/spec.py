@@ -19,6 +19,8 @@ API_VERSION = "cascade.dev/v1alpha1"
 KIND = "LiveStream"
 
 # RFC 1123 label: what Kubernetes accepts as a name, and what is safe in URLs and Redis keys.
+# The pattern string goes into the CRD (where "$" ends the text); in Python "$" also
+# matches before a final newline, so names are checked with fullmatch.
 NAME_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 _NAME_RE = re.compile(NAME_PATTERN)
 
@@ -312,7 +314,7 @@ class LiveStream(Model):
 
 
 def is_valid_name(name: str) -> bool:
-    return len(name) <= 63 and bool(_NAME_RE.match(name))
+    return len(name) <= 63 and _NAME_RE.fullmatch(name) is not None
 
 
 def format_validation_error(error: Any, *, prefix: str = "") -> list[str]:

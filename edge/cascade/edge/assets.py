@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 STATIC_DIR = Path(__file__).parent / "static"
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)+$")
+_NAME_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)+")  # fullmatch: "$" passes a final "\n"
 
 
 def hlsjs_path() -> Path | None:
@@ -24,7 +24,7 @@ def hlsjs_path() -> Path | None:
 
 def static_file(name: str) -> Path | None:
     """The file to serve for ``/static/{name}``; None for anything else (no path tricks)."""
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         return None
     if name == "hls.min.js":
         return hlsjs_path()

@@ -55,7 +55,9 @@ from cascade.core.settings import EdgeSettings
 log = logging.getLogger("cascade.edge.sessions")
 
 HLS_CTX = "hls_ctx"
-_VIEWER_ID_RE = re.compile(r"^[A-Za-z0-9_-]{16}$")
+# Matched with fullmatch: "$" also matches before a final "\n", and a newline in an
+# hls_ctx would land in the playlist and in Redis.
+_VIEWER_ID_RE = re.compile(r"[A-Za-z0-9_-]{16}")
 
 
 def new_viewer_id() -> str:
@@ -69,7 +71,7 @@ def parse_viewer_id(value: str | None) -> str | None:
     Only the exact shape of :func:`new_viewer_id` is accepted, so a client cannot put
     anything else (an e-mail address, a long string) into Redis keys or members.
     """
-    if value is not None and _VIEWER_ID_RE.match(value):
+    if value is not None and _VIEWER_ID_RE.fullmatch(value):
         return value
     return None
 
