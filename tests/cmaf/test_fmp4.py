@@ -23,7 +23,7 @@ from cascade.cmaf import (
     UnsupportedCodecError,
     parse_init,
 )
-from cascade.cmaf import parse_fragment as parse_fragment_full
+from cascade.cmaf import parse_fragment as read_fragment
 from cascade.cmaf.boxes import (
     AudioSampleEntry,
     AvcCBox,
@@ -44,29 +44,74 @@ from cascade.cmaf.boxes import (
     TrexBox,
     TrunBox,
     VisualSampleEntry,
+    find_all,
     find_first,
     iter_boxes,
+    parse_box,
     parse_boxes,
 )
-from cascade.cmaf.fmp4 import FragmentInfo, InitInfo, fragment_info_fast, is_sync_sample
+from cascade.cmaf.fmp4 import FragmentInfo, InitInfo, is_sync_sample
+from cascade.cmaf.moof import MoofScan, TrafScan, scan_moof
+
+
+def scan_of_boxes(moof: Box) -> MoofScan:
+    """What :func:`scan_moof` must read from a moof, as the typed boxes decode it."""
+    assert isinstance(moof, ContainerBox)
+    mfhd = find_first(moof.children, MfhdBox)
+    trafs = []
+    for traf in moof.children:
+        if not (isinstance(traf, ContainerBox) and traf.type == "traf"):
+            continue
+        tfhd = find_first(traf.children, TfhdBox)
+        assert tfhd is not None
+        tfdt = find_first(traf.children, TfdtBox)
+        truns = find_all(traf.children, TrunBox)
+        first = next((trun for trun in truns if trun.sample_count), None)
+        first_flags = None
+        if first is not None:
+            first_flags = first.first_sample_flags
+            if first_flags is None and first.sample_flags is not None:
+                first_flags = first.sample_flags[0]
+        trafs.append(
+            TrafScan(
+                tfhd.track_id,
+                None if tfdt is None else tfdt.base_media_decode_time,
+                sum(trun.sample_count for trun in truns),
+                sum(sum(trun.durations) for trun in truns if trun.durations is not None),
+                sum(trun.sample_count for trun in truns if trun.durations is None),
+                sum(sum(trun.sizes) for trun in truns if trun.sizes is not None),
+                sum(trun.sample_count for trun in truns if trun.sizes is None),
+                first_flags,
+                tfhd.default_sample_duration,
+                tfhd.default_sample_size,
+                tfhd.default_sample_flags,
+            )
+        )
+    return MoofScan(None if mfhd is None else mfhd.sequence_number, trafs)
+
+
+def assert_scan_matches_boxes(data: bytes) -> None:
+    """The one moof reader (the packager's struct-only scan, ``cascade.cmaf.moof``) reads
+    what the typed mfhd, tfhd, tfdt and trun boxes decode from the same bytes."""
+    moof = next(h for h in iter_boxes(data) if h.type == "moof")
+    expected = scan_of_boxes(parse_box(data, moof.start, moof.end))
+    assert scan_moof(data, moof.payload_start, moof.end) == expected
 
 
 def parse_fragment(data: bytes, init: InitInfo) -> FragmentInfo:
-    """Both fragment readers, which must agree: the box-object one and the packager's
-    struct-only hot path (``cascade.cmaf.moof``). Every fragment test runs through both."""
+    """The fragment reader, checked against the typed boxes on every fragment a test reads."""
     moof = next((h for h in iter_boxes(data) if h.type == "moof"), None)
     try:
-        full = parse_fragment_full(data, init)
+        info = read_fragment(data, init)
     except BoxError:
         # Errors outside the moof (a second moof, a cut mdat) are the reader's to find;
-        # inside it the fast path may only fail the same clean way, never crash.
+        # inside it the typed boxes may only fail the same clean way, never crash.
         if moof is not None:
             with contextlib.suppress(BoxError):
-                fragment_info_fast(data, moof.payload_start, moof.end, init)
+                parse_box(data, moof.start, moof.end)
         raise
-    assert moof is not None
-    assert fragment_info_fast(data, moof.payload_start, moof.end, init) == full
-    return full
+    assert_scan_matches_boxes(data)
+    return info
 
 
 SYNC = 0x02000000  # sample_depends_on = 2 (an I-frame)
@@ -477,6 +522,9 @@ def read_all(data: bytes, cuts: list[int] | None = None) -> list[InitSegment | F
     items = [item for chunk in split_in(data, cuts or []) for item in reader.feed(chunk)]
     items += reader.close()
     assert reader.pending == 0
+    for item in items:
+        if isinstance(item, Fragment):
+            assert_scan_matches_boxes(item.data)
     return items
 
 

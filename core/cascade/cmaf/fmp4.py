@@ -13,18 +13,13 @@ from typing import Literal, TypeVar
 from cascade.cmaf.boxes import (
     AudioSampleEntry,
     BoxError,
-    BoxHeader,
     ContainerBox,
     EsdsBox,
     HdlrBox,
     MdhdBox,
-    MfhdBox,
     StsdBox,
-    TfdtBox,
-    TfhdBox,
     TkhdBox,
     TrexBox,
-    TrunBox,
     VisualSampleEntry,
     find_all,
     find_container,
@@ -274,78 +269,12 @@ class FragmentInfo:
         return True
 
 
-def _parse_traf(data: bytes, traf: BoxHeader, init: InitInfo) -> TrackFragmentInfo | None:
-    tfhd: TfhdBox | None = None
-    tfdt: TfdtBox | None = None
-    truns: list[TrunBox] = []
-    for child in iter_boxes(data, traf.payload_start, traf.end):
-        kind = child.type
-        if kind == "tfhd":
-            tfhd = TfhdBox.parse(data[child.payload_start : child.end])
-        elif kind == "tfdt":
-            tfdt = TfdtBox.parse(data[child.payload_start : child.end])
-        elif kind == "trun":
-            truns.append(TrunBox.parse(data[child.payload_start : child.end]))
-    if tfhd is None:
-        raise BoxError(f"traf at byte {traf.start} has no tfhd box")
-    track = init.track(tfhd.track_id)
-    if track is None:
-        if tfhd.track_id in init.other_track_ids:
-            return None
-        raise BoxError(f"fragment has track {tfhd.track_id}, which the init segment lacks")
-    if tfdt is None:
-        raise BoxError(f"traf of track {tfhd.track_id} has no tfdt box")
-    # ISO/IEC 14496-12 8.8.7 / 8.8.8: a trun value overrides the tfhd default, which
-    # overrides the trex default; first_sample_flags overrides the flags of sample 0 only.
-    trex = track.trex
-    default_duration = tfhd.default_sample_duration
-    if default_duration is None:
-        default_duration = trex.default_sample_duration
-    default_size = tfhd.default_sample_size
-    if default_size is None:
-        default_size = trex.default_sample_size
-    default_flags = tfhd.default_sample_flags
-    if default_flags is None:
-        default_flags = trex.default_sample_flags
-    duration = size = count = 0
-    first_flags: int | None = None
-    for trun in truns:
-        n = trun.sample_count
-        duration += sum(trun.durations) if trun.durations is not None else n * default_duration
-        size += sum(trun.sizes) if trun.sizes is not None else n * default_size
-        if first_flags is None and n:
-            if trun.first_sample_flags is not None:
-                first_flags = trun.first_sample_flags
-            elif trun.sample_flags is not None:
-                first_flags = trun.sample_flags[0]
-            else:
-                first_flags = default_flags
-        count += n
-    return TrackFragmentInfo(
-        track.track_id, track.kind, track.timescale, tfdt.base_media_decode_time, duration,
-        count, first_flags is not None and is_sync_sample(first_flags), size,
-    )  # fmt: skip
+def fragment_info(data: bytes, start: int, end: int, init: InitInfo) -> FragmentInfo:
+    """What the moof whose payload is ``data[start:end]`` says; ``data`` is the fragment.
 
-
-def _parse_moof(data: bytes, moof: BoxHeader, init: InitInfo) -> FragmentInfo:
-    sequence_number: int | None = None
-    tracks: list[TrackFragmentInfo] = []
-    for child in iter_boxes(data, moof.payload_start, moof.end):
-        if child.type == "mfhd":
-            sequence_number = MfhdBox.parse(data[child.payload_start : child.end]).sequence_number
-        elif child.type == "traf":
-            track = _parse_traf(data, child, init)
-            if track is not None:
-                tracks.append(track)
-    if sequence_number is None:
-        raise BoxError(f"moof at byte {moof.start} has no mfhd box")
-    if not tracks:
-        raise BoxError(f"moof at byte {moof.start} has no audio or video traf")
-    return FragmentInfo(sequence_number, tuple(tracks), len(data))
-
-
-def fragment_info_fast(data: bytes, start: int, end: int, init: InitInfo) -> FragmentInfo:
-    """What :func:`_parse_moof` returns, from :func:`cascade.cmaf.moof.scan_moof` (the hot path)."""
+    The one moof reader, the packager's hot path: :func:`cascade.cmaf.moof.scan_moof` reads
+    the fields straight from the bytes, then each value a traf leaves out is resolved here.
+    """
     scan = scan_moof(data, start, end)
     if scan.sequence_number is None:
         raise BoxError(f"moof at byte {start - 8} has no mfhd box")
@@ -358,6 +287,8 @@ def fragment_info_fast(data: bytes, start: int, end: int, init: InitInfo) -> Fra
             raise BoxError(f"fragment has track {t.track_id}, which the init segment lacks")
         if t.base_media_decode_time is None:
             raise BoxError(f"traf of track {t.track_id} has no tfdt box")
+        # ISO/IEC 14496-12 8.8.7 / 8.8.8: a trun value overrides the tfhd default, which
+        # overrides the trex default; first_sample_flags overrides the flags of sample 0 only.
         trex = track.trex
         d_dur = (
             t.default_duration if t.default_duration is not None else trex.default_sample_duration
@@ -385,7 +316,8 @@ def fragment_info_fast(data: bytes, start: int, end: int, init: InitInfo) -> Fra
 def parse_fragment(data: bytes, init: InitInfo) -> FragmentInfo:
     """Describe one fragment (optional styp/prft/sidx/emsg, one moof, one mdat).
 
-    Only box headers and the moof are read; the mdat's payload is skipped.
+    Only box headers and the moof are read, by :func:`fragment_info` as in
+    :class:`Fmp4Reader`; the mdat's payload is skipped.
     """
     moof = None
     for header in iter_boxes(data):
@@ -395,7 +327,7 @@ def parse_fragment(data: bytes, init: InitInfo) -> FragmentInfo:
             moof = header
     if moof is None:
         raise BoxError("fragment has no moof box")
-    return _parse_moof(data, moof, init)
+    return fragment_info(data, moof.payload_start, moof.end, init)
 
 
 # --------------------------------------------------------------------------------------------
@@ -493,7 +425,7 @@ class Fmp4Reader:
             group = self._group
             data = self._stream.take(group, end)
             header = read_header(data, moof[0] - group)
-            info = fragment_info_fast(data, header.payload_start, header.end, self._init.info)
+            info = fragment_info(data, header.payload_start, header.end, self._init.info)
             self._moof = None
             self._group = end
             return Fragment(data, info)

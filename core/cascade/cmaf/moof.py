@@ -1,11 +1,14 @@
 """The packager's hot path: what a fragment's moof says, read in one pass with struct.
 
-The box classes of :mod:`cascade.cmaf.boxes` build an object per box, which is clear and
-what the round-trip tests exercise; this module reads the same fields straight from the
-bytes (no box objects, no copies) because it runs ten times a second per rendition,
-right after a 100 ms sleep with cold caches, where every Python object costs. The two
-must agree on every fragment: ``tests/cmaf/test_moof.py`` checks it on real FFmpeg
-output and on generated boxes.
+This is the one moof reader. :func:`cascade.cmaf.fmp4.fragment_info` (behind
+:class:`~cascade.cmaf.fmp4.Fmp4Reader` and :func:`~cascade.cmaf.fmp4.parse_fragment`) turns
+its scan into a FragmentInfo, taking a value the trafs leave out from the tfhd defaults,
+then the trex ones. It reads the fields straight from the bytes (no box objects, no copies)
+because it runs ten times a second per rendition, right after a 100 ms sleep with cold
+caches, where every Python object costs. The box classes of :mod:`cascade.cmaf.boxes` are
+for parsing and serializing whole boxes; ``tests/cmaf/test_fmp4.py`` checks, on every
+fragment it reads (synthetic and real FFmpeg output), that this scan says what the typed
+mfhd, tfhd, tfdt and trun boxes decode.
 """
 
 from __future__ import annotations
