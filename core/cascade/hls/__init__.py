@@ -2,7 +2,16 @@
 
 Bottom floor: stdlib only, no I/O, no clock. Modules:
 
-- ``tags``: one frozen dataclass per tag we emit, with ``render()`` / ``parse()``;
+- ``tags``: one frozen dataclass per tag we emit, with ``render()`` / ``parse()``, one
+  module per tag or tag family (after gohlslib's ``pkg/playlist``), every name re-exported
+  by ``cascade.hls.tags``:
+
+  - ``tags.primitives``: attribute lists, decimals, integers, quoted strings, date-times,
+    ``TagError``; ``tags.tag``: the shared ``parse`` (``split_tag``);
+  - ``tags.segment`` (EXTINF, EXT-X-DISCONTINUITY, EXT-X-PROGRAM-DATE-TIME), ``tags.map``,
+    ``tags.part_inf``, ``tags.server_control``, ``tags.part``, ``tags.preload_hint``,
+    ``tags.rendition_report``, ``tags.skip``, ``tags.stream_inf``;
+
 - ``playlist``: ``MediaPlaylist`` / ``Variant`` and ``render_media_playlist`` /
   ``render_multivariant_playlist`` (called per request by the edge);
 - ``parse``: playlist text back into the model (``PlaylistError`` on malformed input);
