@@ -59,6 +59,9 @@ PRIVATE_PLAYLIST_CACHE = b"private, no-cache"
 MEDIA_CACHE = b"public, max-age=30"
 
 _DIGITS = frozenset("0123456789")
+# A request that needs Redis while it does not answer: 503, come back in a second (the
+# hub retries every poll interval; an outage that outlasts it is told again).
+REDIS_RETRY_AFTER_SECONDS = 1
 
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -89,6 +92,19 @@ class Reply:
     body: bytes
     route: str
     headers: Headers = ()
+
+
+def redis_unavailable(what: str) -> HttpError:
+    """A 503 for a request that needs Redis while it does not answer, with Retry-After.
+
+    The Redis error stays out of the answer (it names internal addresses); the hub logs
+    the outage and counts it.
+    """
+    return HttpError(
+        503,
+        f"{what} unavailable: Redis is not answering; retry in {REDIS_RETRY_AFTER_SECONDS} s",
+        ((b"retry-after", str(REDIS_RETRY_AFTER_SECONDS).encode()),),
+    )
 
 
 def error_reply(exc: HttpError) -> Reply:
@@ -244,12 +260,17 @@ async def _multivariant(view: StreamView, params: Mapping[str, str], services: S
         params.get(HLS_CTX), tracking=services.settings.viewer_tracking_enabled, signed=signed
     )
     if viewer is not None:
-        admission = await services.sessions.admit(viewer, view.name, now)
+        try:
+            # Admission decides from this edge's own knowledge when Redis fails; the grant
+            # cannot: the media playlist requests that follow may reach any replica.
+            admission = await services.sessions.admit(viewer, view.name, now)
+            if admission.allowed and grant is not None:
+                await services.sessions.grant(viewer, view.name, grant.expires_at, now)
+        except (RedisError, OSError) as exc:
+            raise redis_unavailable("session store") from exc
         if not admission.allowed:
             retry = str(max(1, math.ceil(admission.retry_after or 1))).encode()
             raise HttpError(429, admission.message, ((b"retry-after", retry),))
-        if grant is not None:
-            await services.sessions.grant(viewer, view.name, grant.expires_at, now)
         if services.settings.viewer_tracking_enabled:
             services.sessions.touch(viewer, view.name, now)
     variants = [
@@ -286,8 +307,8 @@ async def _signed_media_playlist(
             checked = check_session_grant(view.name, expiry, wall)
         else:
             checked = verify(view.name, params, services.keys, wall)
-    except RedisError as exc:
-        raise HttpError(503, f"session store unavailable: {exc}") from exc
+    except (RedisError, OSError) as exc:
+        raise redis_unavailable("session store") from exc
     if isinstance(checked, Denied):
         raise HttpError(403, checked.message)
     if viewer is not None:
@@ -441,9 +462,9 @@ def _media_file(
 async def _archived(view: StreamView, rendition: str, msn: int, services: Services) -> Reply:
     try:
         data = await archived_segment(services.cache, services.hub.redis, view.name, rendition, msn)
-    except RedisError as exc:
+    except (RedisError, OSError) as exc:
         services.hub.redis_errors += 1
-        raise HttpError(503, f"segment archive unavailable: {exc}") from exc
+        raise redis_unavailable("segment archive") from exc
     if data is None:
         raise HttpError(404, f"segment {msn} of {view.name}/{rendition} is no longer kept")
     return Reply(200, MEDIA_TYPE, MEDIA_CACHE, data, "segment_archive")
