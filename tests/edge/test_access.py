@@ -12,7 +12,12 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from pydantic import ValidationError
 
-from cascade.core.settings import EdgeSettings, parse_signing_keys
+from cascade.core.settings import (
+    EdgeSettings,
+    SigningKeyError,
+    decode_signing_secret,
+    parse_signing_keys,
+)
 from cascade.edge.access import (
     Denied,
     DenyReason,
@@ -200,6 +205,12 @@ def test_unsafe_keys_are_refused_without_echoing_them(value: str, needle: str) -
     assert needle in str(info.value)
     secret = value.partition(":")[2] or value
     assert secret not in str(info.value)
+
+
+def test_a_key_id_with_a_final_newline_is_refused() -> None:
+    # A key file named "k1\n" in a mounted Secret: "$" in a pattern lets it through.
+    with pytest.raises(SigningKeyError, match="signing key id 'k1\\\\n'"):
+        decode_signing_secret("k1\n", b64(SECRET_A))
 
 
 def test_the_signing_key_id_must_exist() -> None:

@@ -284,6 +284,42 @@ async def test_health_status_and_metrics(edge: Edge) -> None:
     assert "cascade_edge_requests_total" in metrics and "cascade_edge_redis_up 1.0" in metrics
 
 
+@pytest.mark.parametrize(
+    "path", ["/metrics/", "/status/", "/health/", "/readyz/", "/watch/cam1/", "/livez/"]
+)
+async def test_the_host_header_never_reaches_a_redirect(edge: Edge, path: str) -> None:
+    # Starlette's slash redirect built an absolute URL from the Host header.
+    r = await edge.client.get(path, headers={"Host": "evil.example"})
+    assert r.status_code == 404, r.headers
+    assert "location" not in r.headers
+
+
+@pytest.mark.parametrize("path", ["/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect"])
+async def test_the_api_schema_and_its_pages_are_off_by_default(edge: Edge, path: str) -> None:
+    assert (await edge.client.get(path)).status_code == 404
+
+
+async def test_the_api_schema_and_its_page_when_enabled(redis_url: str) -> None:
+    port = free_port()
+    settings = EdgeSettings(redis_url=redis_url, port=port, api_docs_enabled=True)
+    async with (
+        _running("server", settings),
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=5) as client,
+    ):
+        schema_doc = await client.get("/openapi.json")
+        assert schema_doc.status_code == 200 and "/status" in schema_doc.json()["paths"]
+        assert (await client.get("/docs")).status_code == 200
+        assert (await client.get("/redoc")).status_code == 404
+
+
+async def test_an_hls_ctx_with_a_final_newline_is_not_a_session(edge: Edge) -> None:
+    r = await edge.client.get("/live/cam1.m3u8?hls_ctx=abcdefghijklmnop%0A")
+    assert r.status_code == 200 and check_multivariant_playlist(r.text) == []
+    ids = re.findall(r"hls_ctx=(.*)$", r.text, re.M)
+    assert ids and all(re.fullmatch(r"[A-Za-z0-9_-]{16}", i) for i in ids), ids
+    assert "abcdefghijklmnop" not in ids  # a new session, not the malformed one
+
+
 async def test_stream_removed_from_redis_disappears(edge: Edge) -> None:
     await edge.redis.srem(schema.STREAMS_SET, "cam1")
     for _ in range(100):

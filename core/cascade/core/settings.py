@@ -19,7 +19,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A signing key shorter than this is refused: HMAC-SHA256 wants 32 random bytes.
 MIN_SIGNING_KEY_BYTES = 32
-_KID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+_KID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" passes a final "\n"
 
 
 class SigningKeyError(ValueError):
@@ -32,7 +32,7 @@ def decode_signing_secret(kid: str, text: str) -> bytes:
     Refuses obviously unsafe keys: shorter than 32 bytes, or so repetitive (fewer than 8
     distinct byte values) that it is a placeholder rather than random bytes.
     """
-    if not _KID_RE.match(kid):
+    if not _KID_RE.fullmatch(kid):
         raise SigningKeyError(
             f"signing key id {kid!r} must be 1-64 letters, digits, '_', '.' or '-'"
         )
@@ -203,6 +203,12 @@ class EdgeSettings(_Base):
         ge=1,
         validation_alias=AliasChoices("CASCADE_CACHE_MAX_ITEM_BYTES", "cache_max_item_bytes"),
         description="Larger items are served but never cached (the original design's 100 MB).",
+    )
+    api_docs_enabled: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("CASCADE_API_DOCS", "api_docs_enabled"),
+        description="Serve the OpenAPI schema (/openapi.json) and its page (/docs); off by "
+        "default: they describe only the operations routes and tell a stranger what runs here.",
     )
     _signing_key_ring: dict[str, bytes] = PrivateAttr(default_factory=dict)
 

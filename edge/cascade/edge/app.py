@@ -113,7 +113,19 @@ def build_fastapi(
             if redis is None:
                 await client.aclose()
 
-    app = FastAPI(title="Cascade edge", lifespan=lifespan, docs_url=None, redoc_url=None)
+    docs = settings.api_docs_enabled
+    app = FastAPI(
+        title="Cascade edge",
+        lifespan=lifespan,
+        # Off unless asked for (CASCADE_API_DOCS): the schema is not for viewers.
+        openapi_url="/openapi.json" if docs else None,
+        docs_url="/docs" if docs else None,
+        redoc_url=None,
+        # Starlette answers "/metrics/" with a redirect to an absolute URL built from the
+        # Host header: anyone could make the edge send a viewer to their own host. A
+        # trailing slash is simply not found.
+        redirect_slashes=False,
+    )
     app.state.settings = settings
     app.state.metrics = metrics
     app.add_middleware(
@@ -260,7 +272,7 @@ async def _viewers(request: Request) -> tuple[dict[str, int], int]:
     now = time.time()
     try:
         return await sessions.counts(now), await sessions.total(now)
-    except RedisError:
+    except (RedisError, OSError):
         return {}, 0
 
 
