@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -20,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
 import uvicorn
 from redis.asyncio import Redis
 
@@ -303,3 +301,89 @@ async def test_an_archived_segment_while_redis_is_down_is_503_with_retry_after(
         r = await edge.client.get("/live/cam1/360p/3.m4s")
         assert r.status_code == 503 and r.headers["retry-after"] == "1"
         assert r.text == "segment archive unavailable: Redis is not answering; retry in 1 s\n"
+
+
+# ---- B: Redis restarts, or drops its connections, under viewers ------------------------
+
+
+def _windows(edge: Edge) -> dict[str, object]:
+    return {name: feed.window for name, feed in edge.hub.streams["cam1"].feeds.items()}
+
+
+@pytest.mark.parametrize("kind", ["server", "asgi"])
+async def test_a_live_stream_never_404s_while_redis_restarts_empty(
+    own_redis: RedisServer, kind: str
+) -> None:
+    async with running_edge(own_redis, kind) as edge, watching(edge) as viewer:
+        own_redis.stop()
+        await ready(edge, 503)
+        await viewer.more_rounds()  # the window plays from memory meanwhile
+        own_redis.start()  # same port, no data
+        # The edge sees the new Redis before the transcoder has put its stream back.
+        await ready(edge, 200)
+        await viewer.more_rounds()
+        assert viewer.failures == []
+        await edge.reconnect()
+        await edge.announce()
+        # What the transcoder published while Redis was away is lost: a msn jump.
+        await edge.publish_segments(15, 17)
+        await until(_playlist_lists(edge, "17.4.m4s"), "the parts after the restart")
+        await viewer.more_rounds()
+        text = (await edge.client.get(PLAYLIST)).text
+        assert "#EXT-X-MEDIA-SEQUENCE:15\n" in text and "#EXT-X-DISCONTINUITY\n" in text
+        assert edge.hub.restarts == 1 and edge.hub.replays == 2
+    assert viewer.failures == []
+
+
+async def test_redis_restarting_with_its_data_is_followed_without_a_rebuild(
+    own_redis: RedisServer,
+) -> None:
+    async with running_edge(own_redis, "server") as edge, watching(edge) as viewer:
+        windows = _windows(edge)
+        await edge.redis.shutdown(save=True)  # writes its dump, loaded again at start
+        assert own_redis.proc is not None
+        own_redis.proc.wait(10)
+        own_redis.proc = None
+        await ready(edge, 503)
+        own_redis.start()
+        await ready(edge, 200)
+        await edge.reconnect()
+        for i in range(2, 5):
+            await edge.publish(11, i)
+        await edge.publish_segments(12, 13)
+        await until(_playlist_lists(edge, "13.4.m4s"), "the parts after the restart")
+        await viewer.more_rounds()
+        # Its data intact: the same windows, read on from the last ids, no discontinuity.
+        assert _windows(edge) == windows and all(
+            a is b for a, b in zip(_windows(edge).values(), windows.values(), strict=True)
+        )
+        assert edge.hub.restarts == 1 and edge.hub.replays == 0
+        assert "DISCONTINUITY" not in (await edge.client.get(PLAYLIST)).text
+    assert viewer.failures == []
+
+
+async def test_dropped_connections_are_followed_from_the_last_ids(
+    own_redis: RedisServer,
+) -> None:
+    async with running_edge(own_redis, "server") as edge, watching(edge) as viewer:
+        windows = _windows(edge)
+        errors = edge.hub.redis_errors
+        # The same server, briefly unreachable: every client connection cut (not ours).
+        await edge.redis.client_kill_filter(_type="normal", skipme=True)
+        await until(_async(lambda: edge.hub.redis_errors > errors), "the hub to notice")
+        for i in range(2, 5):
+            await edge.publish(11, i)
+        await edge.publish_segments(12, 12)
+        await until(_playlist_lists(edge, "12.4.m4s"), "the parts after the cut")
+        await ready(edge, 200)
+        await viewer.more_rounds()
+        assert all(a is b for a, b in zip(_windows(edge).values(), windows.values(), strict=True))
+        assert edge.hub.restarts == 0 and edge.hub.replays == 0
+    assert viewer.failures == []
+
+
+def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
+    async def run() -> bool:
+        return check()
+
+    return run

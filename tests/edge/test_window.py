@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cascade.core.schema import EndEntry, InitEntry, PartEntry
+from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry
 from cascade.edge.window import (
     PlaylistContext,
     RenditionWindow,
@@ -289,3 +289,43 @@ def test_a_jump_mid_segment_waits_for_the_next_segment_start() -> None:
     assert w.position is not None and (w.position.msn, w.position.part) == (186, 2)
     w.apply(part(219, 0))
     assert [s.msn for s in w.segments] == [219] and w.segments[0].discontinuity
+
+
+# ---- a stream read again from its start (the hub does so after Redis restarted) -------
+
+
+def history() -> list[Entry]:
+    """Two generations: an init, parts, the end of the first run, the second run."""
+    entries: list[Entry] = [InitEntry(b"a", 0)]
+    entries += [part(msn, i) for msn in range(4) for i in range(5)]
+    entries += [EndEntry(0), InitEntry(b"b", 1)]
+    entries += [part(4, 0, gen=1, disc=True)]
+    entries += [part(msn, i, gen=1) for msn in range(4, 7) for i in range(5) if (msn, i) != (4, 0)]
+    entries += [part(7, 0, gen=1), part(7, 1, gen=1)]
+    return entries
+
+
+def render(w: RenditionWindow) -> str:
+    return render_media_playlist(build_media_playlist(w, CTX))
+
+
+def test_entries_read_again_change_nothing() -> None:
+    w = RenditionWindow("360p", max_segments=24)
+    for entry in history():
+        w.apply(entry)
+    before = render(w)
+    assert not w.ended and "#EXT-X-ENDLIST" not in before
+    for entry in history():  # the whole stream again, the old end included
+        w.apply(entry)
+    assert render(w) == before
+    assert w.inits == {0: b"a", 1: b"b"}
+    w.apply(part(7, 2, gen=1))  # and reading goes on where it was
+    assert w.position is not None and (w.position.msn, w.position.part) == (7, 2)
+
+
+def test_an_end_read_again_after_it_ended_keeps_it_ended() -> None:
+    w = RenditionWindow("360p", max_segments=24)
+    entries = [*history(), EndEntry(1)]
+    for entry in entries + entries:
+        w.apply(entry)
+    assert w.ended and render(w).rstrip().endswith("#EXT-X-ENDLIST")

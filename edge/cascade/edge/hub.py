@@ -4,6 +4,19 @@ One task discovers streams (the ``cascade:streams`` set and each stream's meta a
 health); one task ``XREAD BLOCK``s every rendition's part stream at once, applies new
 entries to the windows and wakes the requests waiting on them. Requests never read
 Redis for live parts: a new part reaches each edge once, whatever the viewer count.
+
+Redis going away and coming back never makes a live stream vanish:
+
+* Briefly unreachable (same server, its ``run_id`` unchanged): reading goes on from the
+  last stream ids; nothing is rebuilt. Parts lost meanwhile show as a msn jump, which the
+  window handles (it starts afresh with a discontinuity, see ``window``).
+* Restarted (a new ``run_id``: empty, from a dump, or a promoted replica): a feed whose
+  last entry the new server still holds goes on from there; the others are read again
+  from the start, into the same window, which keeps what it has and ignores the entries
+  it already applied (by msn). A stream missing from the new server is kept for
+  ``restart_grace_seconds``: its transcoder puts it back within a health interval.
+* New and recreated streams are built off to the side and swapped in in one step: a
+  request never sees a stream without its renditions.
 """
 
 from __future__ import annotations
@@ -11,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +41,15 @@ log = logging.getLogger("cascade.edge.hub")
 
 XREAD_BLOCK_MS = 500
 XREAD_COUNT = 500
+# After a Redis restart, a stream missing from it is kept this long (seconds): transcoders
+# re-announce their streams with every health report (one a second by default).
+RESTART_GRACE_SECONDS = 10.0
+# A read normally comes back within its block time; later than this (seconds), it may be
+# hanging: see :func:`expiry_horizon`.
+READ_STALL_SECONDS = XREAD_BLOCK_MS / 1000 + 1.0
+# How long a read may look hung, while the event loop runs, before held requests are
+# expired by their deadline alone.
+STALL_GRACE_SECONDS = 1.0
 
 
 class Wakeable(Protocol):
@@ -84,25 +107,42 @@ class Hub:
         poll_seconds: float = 0.5,
         max_streams: int = 25,
         clock: Callable[[], float] = time.time,
+        restart_grace_seconds: float = RESTART_GRACE_SECONDS,
     ) -> None:
         self.redis = redis
         self.poll_seconds = poll_seconds
         self.max_streams = max_streams
-        self.clock = clock
+        self.clock = clock  # the wall clock: the restart grace, last-part ages
+        self.restart_grace_seconds = restart_grace_seconds
         self.streams: dict[str, StreamView] = {}
         self.connected = False
         self.redis_errors = 0
+        self.run_id: str | None = None  # INFO server run_id of the Redis last seen
+        self.restarts = 0  # Redis restarts seen (run_id changes)
+        self.replays = 0  # feeds read again from the start after a restart
+        # Event-loop time up to which everything published to Redis has been applied: the
+        # send time of the last read that came back with data and left nothing pending
+        # (Redis answers with what it holds when the command arrives, or later), or of an
+        # empty read, its block time later. The edge's server expires a held request only
+        # once its deadline is at or before this (see :meth:`expiry_horizon`), so a pause
+        # of the event loop never turns a part already in Redis into a 503.
+        self.caught_up_at = -math.inf
+        self._last_read_at = -math.inf  # event-loop time the last read came back
+        self._overdue_since: float | None = None
+        self._epoch = 0  # raised when feeds are re-read: reads sent before are dropped
+        self._grace_until = -math.inf  # wall clock: streams missing from Redis kept until
         self._keys_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
-        # Called with a stream's name when its windows are dropped (deleted, recreated,
-        # Redis restarted): caches of its older segments must go too.
+        # Called with a stream's name when its windows are dropped (deleted, or created
+        # again): caches of its older segments must go too. A Redis restart keeps them.
         self.on_stream_reset: Callable[[str], object] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
         await self.refresh()
+        self.caught_up_at = self._last_read_at = asyncio.get_running_loop().time()
         self._tasks = [
             asyncio.create_task(self._discover_loop(), name="hub:discover"),
             asyncio.create_task(self._read_loop(), name="hub:read"),
@@ -137,33 +177,70 @@ class Hub:
             for name in names:
                 pipe.hgetall(schema.meta_key(name))
                 pipe.hgetall(schema.health_key(name))
-            raw = await pipe.execute()
-            if not self.connected and self.streams:
-                # Back after an outage: Redis may have restarted empty, with stream ids
-                # starting again below ours. Rebuild every window from what is there now.
-                log.warning("redis reachable again: reloading %d streams", len(self.streams))
-                self.streams.clear()
-                self._keys_changed.set()
+            # Last, on the same connection: a restart before any of the reads above shows
+            # here, so a stream missing from those reads is judged with the grace on.
+            pipe.info("server")
+            raw = await pipe.execute(raise_on_error=False)
+            run_id = _run_id(raw.pop())
+            for item in raw:
+                if isinstance(item, Exception):
+                    raise item
+            if self.run_id is not None and run_id != self.run_id:
+                await self._restarted(run_id)
+            self.run_id = run_id
             self.connected = True
+            seen = set()
+            for i, name in enumerate(names[: self.max_streams]):
+                meta_raw, health_raw = raw[2 * i], raw[2 * i + 1]
+                if not meta_raw:
+                    continue  # announced but no init yet: not playable
+                try:
+                    meta = StreamMeta.decode(meta_raw)
+                    health = Health.decode(health_raw) if health_raw else None
+                except (SchemaError, KeyError, ValueError) as exc:
+                    log.warning("stream %s: unreadable meta or health: %s", name, exc)
+                    continue
+                seen.add(name)
+                await self._update_stream(name, meta, health)
         except (RedisError, OSError) as exc:
             self._redis_failed(exc)
             return
-        seen = set()
-        for i, name in enumerate(names[: self.max_streams]):
-            meta_raw, health_raw = raw[2 * i], raw[2 * i + 1]
-            if not meta_raw:
-                continue  # announced but no init yet: not playable
-            try:
-                meta = StreamMeta.decode(meta_raw)
-                health = Health.decode(health_raw) if health_raw else None
-            except (SchemaError, KeyError, ValueError) as exc:
-                log.warning("stream %s: unreadable meta or health: %s", name, exc)
-                continue
-            seen.add(name)
-            await self._update_stream(name, meta, health)
+        if self.clock() < self._grace_until:
+            return  # Redis restarted: missing streams are on their way back
         for gone in set(self.streams) - seen:
             del self.streams[gone]
             self._reset(gone)
+            self._keys_changed.set()
+
+    async def _restarted(self, run_id: str) -> None:
+        """A different Redis server answers: keep every window, find where to read on.
+
+        A feed whose last entry the new server holds (a restart from a dump that has it,
+        a replica that had it) goes on from there. The others are read again from the
+        start: stream ids of an emptied or older server say nothing about ours, and the
+        window ignores the entries it already has. Raises RedisError like any read (then
+        the restart is found again on the next refresh).
+        """
+        feeds = [f for f in self._feeds().values() if f.last_id != b"0-0"]
+        pipe = self.redis.pipeline(transaction=False)
+        for feed in feeds:
+            pipe.xrange(feed.key, feed.last_id, feed.last_id, count=1)
+        held = await pipe.execute() if feeds else []
+        lost = [f for f, entries in zip(feeds, held, strict=True) if not entries]
+        log.warning(
+            "redis restarted (run_id %s, was %s): %d of %d feeds read again from the start",
+            run_id,
+            self.run_id,
+            len(lost),
+            len(feeds),
+        )
+        self.restarts += 1
+        self._grace_until = self.clock() + self.restart_grace_seconds
+        if lost:
+            self._epoch += 1  # a read out now carries the old ids: its answer is dropped
+            for feed in lost:
+                feed.last_id = b"0-0"
+            self.replays += len(lost)
             self._keys_changed.set()
 
     def _reset(self, name: str) -> None:
@@ -172,25 +249,31 @@ class Hub:
 
     async def _update_stream(self, name: str, meta: StreamMeta, health: Health | None) -> None:
         view = self.streams.get(name)
-        if view is not None and meta.generation < view.meta.generation:
-            # The stream was deleted and created again under the same name: start afresh.
-            del self.streams[name]
-            self._reset(name)
-            view = None
-        if view is None:
-            view = StreamView(name=name, meta=meta, feeds={}, health=health)
-            self.streams[name] = view
+        if view is None or meta.generation < view.meta.generation:
+            # New, or deleted and created again under the same name (start afresh). Built
+            # off to the side and swapped in at once: a request sees the old view or the
+            # whole new one, never a stream without its renditions.
+            fresh = StreamView(name=name, meta=meta, feeds={}, health=health)
+            for info in meta.renditions:
+                fresh.feeds[info.name] = await self._new_feed(name, meta, info.name)
+            self.streams[name] = fresh
+            if view is not None:
+                self._reset(name)
+            self._keys_changed.set()
+            return
         view.meta, view.health = meta, health
         for info in meta.renditions:
-            if info.name in view.feeds:
-                continue
-            feed = RenditionFeed(
-                window=RenditionWindow(info.name, max_segments=meta.window_segments),
-                key=schema.parts_key(name, info.name),
-            )
-            await self._bootstrap(name, info.name, feed)
-            view.feeds[info.name] = feed
-            self._keys_changed.set()
+            if info.name not in view.feeds:
+                view.feeds[info.name] = await self._new_feed(name, meta, info.name)
+                self._keys_changed.set()
+
+    async def _new_feed(self, stream: str, meta: StreamMeta, rendition: str) -> RenditionFeed:
+        feed = RenditionFeed(
+            window=RenditionWindow(rendition, max_segments=meta.window_segments),
+            key=schema.parts_key(stream, rendition),
+        )
+        await self._bootstrap(stream, rendition, feed)
+        return feed
 
     async def _bootstrap(self, stream: str, rendition: str, feed: RenditionFeed) -> None:
         """The init segment, then the whole stream so far: the live window at once."""
@@ -225,13 +308,16 @@ class Hub:
         return {f.key: f for v in self.streams.values() for f in v.feeds.values()}
 
     async def _read_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while not self._stopping:
             feeds = self._feeds()
             self._keys_changed.clear()
             if not feeds:
+                self.caught_up_at = self._last_read_at = loop.time()  # nothing to follow
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._keys_changed.wait(), self.poll_seconds)
                 continue
+            epoch, sent_at = self._epoch, loop.time()
             try:
                 streams: dict[Any, Any] = {k: f.last_id for k, f in feeds.items()}
                 result = cast(
@@ -242,10 +328,14 @@ class Hub:
                 self._redis_failed(exc)
                 await asyncio.sleep(self.poll_seconds)
                 continue
+            if epoch != self._epoch:
+                continue  # sent with ids a restart made meaningless: read again
+            pending = False
             for key, items in result or []:
                 feed = feeds.get(key.decode())
                 if feed is None:
                     continue
+                pending = pending or len(items) >= XREAD_COUNT
                 for entry_id, fields in items:
                     feed.last_id = entry_id
                     try:
@@ -255,9 +345,66 @@ class Hub:
                 feed.signal.notify()
                 if feed.waiters is not None:
                     feed.waiters.wake()
+            now = self._last_read_at = loop.time()
+            if not pending:
+                # An empty answer means nothing came for the whole block time.
+                caught_up = sent_at if result else min(now, sent_at + XREAD_BLOCK_MS / 1000)
+                self.caught_up_at = max(self.caught_up_at, caught_up)
+
+    def expiry_horizon(self, now: float) -> float:
+        """Held requests with a deadline at or before this may be answered 503 now.
+
+        ``now`` is the event loop's clock. See :func:`expiry_horizon`.
+        """
+        horizon, self._overdue_since = expiry_horizon(
+            now,
+            connected=self.connected and not self._stopping,
+            caught_up_at=self.caught_up_at,
+            last_read_at=self._last_read_at,
+            overdue_since=self._overdue_since,
+        )
+        return horizon
 
     # ---- for requests ----------------------------------------------------------------
 
     def feed(self, stream: str, rendition: str) -> RenditionFeed | None:
         view = self.streams.get(stream)
         return view.feeds.get(rendition) if view is not None else None
+
+
+def _run_id(info: object) -> str:
+    """The server's ``run_id`` from ``INFO server``; "" when a server does not say (a
+    Redis-compatible server, INFO renamed away): restarts then go unnoticed, and reading
+    on from the last ids is what is left (new stream ids are later ones anyway)."""
+    if isinstance(info, dict):
+        return str(info.get("run_id", ""))
+    return ""
+
+
+def expiry_horizon(
+    now: float,
+    *,
+    connected: bool,
+    caught_up_at: float,
+    last_read_at: float,
+    overdue_since: float | None,
+) -> tuple[float, float | None]:
+    """Up to when held requests may expire, and the new ``overdue_since``. Pure.
+
+    While Redis is reachable, a request waits until the hub has applied everything
+    published up to its deadline (``caught_up_at``): after a pause of the event loop the
+    part may be sitting in a read's answer, unapplied. While Redis is down, deadlines
+    alone decide, so nothing hangs. So does a read that has not come back for
+    ``READ_STALL_SECONDS`` once ``STALL_GRACE_SECONDS`` of running event loop have passed
+    (``overdue_since``: when that was first seen), so a Redis that hangs without an error
+    cannot hold requests forever either; the grace is what lets a paused loop apply the
+    answer that has been waiting in the socket.
+    """
+    if not connected:
+        return now, None
+    if now - last_read_at <= READ_STALL_SECONDS:
+        return min(now, caught_up_at), None
+    since = now if overdue_since is None else overdue_since
+    if now - since < STALL_GRACE_SECONDS:
+        return min(now, caught_up_at), since
+    return now, since

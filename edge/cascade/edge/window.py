@@ -75,15 +75,25 @@ class RenditionWindow:
     # ---- input ------------------------------------------------------------------------
 
     def apply(self, entry: Entry) -> None:
+        """One entry of the rendition's Redis stream, in stream order.
+
+        Entries already applied may come again (the hub reads a stream again from its
+        start after Redis restarted): parts are known by their msn, and an init or end of
+        a generation older than the newest segment's is a replay too (a generation's init
+        comes before its parts, an end after them).
+        """
         self.version += 1
+        newest = self.segments[-1].generation if self.segments else -1
         if isinstance(entry, InitEntry):
-            self.inits[entry.generation] = entry.data
-            self.ended = False
+            if entry.generation > newest:
+                self.inits[entry.generation] = entry.data
+                self.ended = False
             return
         if isinstance(entry, EndEntry):
-            if self.segments:
-                self.segments[-1].complete = True
-            self.ended = True
+            if entry.generation >= newest:
+                if self.segments:
+                    self.segments[-1].complete = True
+                self.ended = True
             return
         self._apply_part(entry)
 
