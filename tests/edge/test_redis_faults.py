@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 import uvicorn
 from redis.asyncio import Redis
 
@@ -387,3 +389,65 @@ def _async(check: Callable[[], bool]) -> Callable[[], Awaitable[bool]]:
         return check()
 
     return run
+
+
+# ---- C: a paused event loop, held requests and the part already in Redis ---------------
+
+
+def _blocked(edge: Edge, n: int) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        text = (await edge.client.get("/metrics")).text
+        return f"cascade_edge_blocked_requests {float(n)}" in text
+
+    return check
+
+
+def _publish_from_another_process(url: str, after: float, part: tuple[int, int]) -> None:
+    """What the transcoder does while the edge's loop is stuck: it goes on publishing."""
+    time.sleep(after)
+    client = redis.Redis.from_url(url)
+    try:
+        for r in RENDITIONS:
+            fields: Any = schema.encode_entry(part_entry(r.name, *part))
+            client.xadd(schema.parts_key("cam1", r.name), fields)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("kind", ["server", "asgi"])
+async def test_held_requests_get_their_part_after_the_event_loop_was_paused(
+    own_redis: RedisServer, kind: str
+) -> None:
+    async with running_edge(own_redis, kind) as edge:
+        held = [
+            asyncio.create_task(edge.client.get(f"{PLAYLIST}?_HLS_msn=11&_HLS_part=2")),
+            asyncio.create_task(edge.client.get("/live/cam1/360p/11.2.m4s")),
+            # Its part never comes: still a 503 in the end, once the edge has caught up.
+            asyncio.create_task(edge.client.get(f"{PLAYLIST}?_HLS_msn=11&_HLS_part=4")),
+        ]
+        await until(_blocked(edge, 3), "the three requests held")
+        # The deadlines (0.6 s) pass during a 3.5 s pause of the edge's event loop (a long
+        # GC, a blocking call); part 11.2 reaches Redis one second into it.
+        publisher = threading.Thread(
+            target=_publish_from_another_process, args=(own_redis.url, 1.0, (11, 2))
+        )
+        publisher.start()
+        asyncio.get_running_loop().call_soon(time.sleep, 3.5)
+        answers = await asyncio.gather(*held)
+        publisher.join(10)
+        assert [r.status_code for r in answers] == [200, 200, 503], [r.text for r in answers]
+        assert 'URI="11.2.m4s"' in answers[0].text
+        assert answers[1].content == b"360p:11.2;"
+
+
+@pytest.mark.parametrize("kind", ["server", "asgi"])
+async def test_held_requests_expire_by_their_deadline_while_redis_is_down(
+    own_redis: RedisServer, kind: str
+) -> None:
+    async with running_edge(own_redis, kind) as edge:
+        own_redis.stop()
+        await ready(edge, 503)
+        started = time.monotonic()
+        r = await edge.client.get(f"{PLAYLIST}?_HLS_msn=11&_HLS_part=2")
+        assert r.status_code == 503 and r.text == "segment 11 part 2 did not arrive in time\n"
+        assert time.monotonic() - started < 3.0  # 0.6 s here: nothing waits on a dead Redis

@@ -62,6 +62,8 @@ _DIGITS = frozenset("0123456789")
 # A request that needs Redis while it does not answer: 503, come back in a second (the
 # hub retries every poll interval; an outage that outlasts it is told again).
 REDIS_RETRY_AFTER_SECONDS = 1
+# Past its deadline, a held request waits this long at a time for the hub to catch up.
+CATCH_UP_POLL_SECONDS = 0.05
 
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -144,7 +146,8 @@ class Pending:
 
     ``check`` returns the reply when ready, None to keep waiting, and raises
     :class:`HttpError` when the request can no longer be satisfied. ``deadline`` is on the
-    event loop's clock; past it the answer is ``expired`` (503).
+    event loop's clock; once it is past and the hub has applied what Redis held by then
+    (:meth:`Hub.expiry_horizon`), the answer is ``expired`` (503).
     """
 
     feed: RenditionFeed
@@ -215,12 +218,16 @@ async def handle_live(path: str, query: bytes, services: Services, metrics: Metr
             reply = decision.check()
             if reply is not None:
                 return reply
-            remaining = decision.deadline - loop.time()
-            if remaining <= 0 or not await decision.feed.signal.wait(remaining):
-                reply = decision.check()
-                if reply is not None:
-                    return reply
+            now = loop.time()
+            remaining = decision.deadline - now
+            if remaining > 0:
+                await decision.feed.signal.wait(remaining)
+            elif decision.deadline <= services.hub.expiry_horizon(now):
                 raise decision.expired
+            else:
+                # Past the deadline, but what Redis held by then is not applied yet (the
+                # event loop was paused): the hub's next read may bring the part.
+                await decision.feed.signal.wait(CATCH_UP_POLL_SECONDS)
 
 
 def _view(services: Services, stream: str) -> StreamView:

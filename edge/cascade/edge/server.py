@@ -161,9 +161,11 @@ class EdgeServer:
         Feeds of streams the hub dropped are swept too, so their requests get their 503.
         """
         loop = asyncio.get_running_loop()
-        now = loop.time()
+        # Only what the hub has caught up past: after a pause of the loop, the part may be
+        # in Redis or in a read's unapplied answer (Hub.expiry_horizon).
+        horizon = self.services.hub.expiry_horizon(loop.time())
         for key, (_, waiters) in list(self.waiters.items()):
-            waiters.expire(now)
+            waiters.expire(horizon)
             if not waiters.items:
                 del self.waiters[key]
         self._sweeper = loop.call_later(0.1, self._sweep)
