@@ -11,19 +11,44 @@ that was already right.
 The memory in the status is what lets a restarted operator tell a lost pod (counted as a
 restart, recreated after a backoff) from one it never made or removed on purpose (a spec
 change, an on-demand stop), without any state of its own.
+
+``reconcile()`` is a list of steps, each a pure function tested on its own:
+
+* ``validity_step``: the body's stream, or why it is refused (the shell runs it first: an
+  ``Observed`` holds a valid stream);
+* ``spec_step``: the desired Pod and Service (``Desired``);
+* ``admission_step``: the lifecycle verdict and the capacity decision joined: the Active
+  and CapacityAvailable conditions, and a ``Hold`` when no transcoder is wanted now;
+* ``adopt_step``: the memory, with a pod it did not record taken as the stream's own;
+* ``pod_step`` (a transcoder is wanted: create, roll on a spec-hash change, restart a lost
+  or failed one after a backoff) or ``stop_step`` (the on-demand lifecycle's stop, or no
+  capacity): a ``PodOutcome`` with the pod's actions, events, memory, Ready and Scheduled;
+* ``service_step``: the ingest Service's actions;
+* ``status_step``: the conditions merged, the phase derived, the complete status and the
+  phase-change event;
+* ``requeue_step``: when to look again.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import ValidationError
+
 from cascade.core.lifecycle import ALWAYS_ON, Verdict
 from cascade.core.schema import Health
-from cascade.core.spec import Activation, LiveStream, RtmpMode, SourceType, SrtMode
+from cascade.core.spec import (
+    Activation,
+    LiveStream,
+    RtmpMode,
+    SourceType,
+    SrtMode,
+    format_validation_error,
+)
 from cascade.operator.builders import (
     ANNOTATION_SPEC_HASH,
     build_ingest_service,
@@ -279,7 +304,7 @@ class Plan:
     requeue_after: float | None = None  # seconds; None: the regular status interval
 
 
-# ---- the decision -----------------------------------------------------------------------
+# ---- what the steps share ---------------------------------------------------------------
 
 
 def backoff_seconds(failures: int, settings: OperatorSettings) -> float:
@@ -314,9 +339,321 @@ def playback_url(stream: LiveStream, settings: OperatorSettings) -> str:
     return f"{settings.playback_base_url.rstrip('/')}/live/{stream.name}.m3u8"
 
 
-def _service_actions(observed: Observed, settings: OperatorSettings) -> list[Action]:
-    desired = build_ingest_service(observed.stream, settings)
-    current = observed.service
+# ---- the steps --------------------------------------------------------------------------
+#
+# ``reconcile()`` is the steps below, in order. Each is pure: it takes what it reads and
+# returns what it decided, and tests/operator/test_reconcile_steps.py tests it alone.
+
+
+def parse_stream(body: Mapping[str, Any]) -> LiveStream:
+    """The LiveStream model of a watched body (raises ``ValidationError``)."""
+    meta = body.get("metadata", {})
+    return LiveStream.model_validate(
+        {
+            "apiVersion": body.get("apiVersion", "cascade.dev/v1alpha1"),
+            "kind": "LiveStream",
+            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default")},
+            "spec": dict(body.get("spec", {})),
+        }
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """Why a LiveStream is not run at all until the user changes it (phase Failed)."""
+
+    reason: str  # the Ready reason: InvalidSpec or NameConflict (see failed_status)
+    message: str
+
+
+def validity_step(body: Mapping[str, Any], *, name_holder: str | None) -> LiveStream | Refused:
+    """The spec/validity step: the stream a body asks for, or why it is refused.
+
+    The shell runs it before it observes anything (an ``Observed`` holds a valid stream)
+    and writes a refusal with ``failed_status``. ``name_holder``: the namespace of an older
+    LiveStream of the same name, None when the name is this one's.
+    """
+    try:
+        stream = parse_stream(body)
+    except ValidationError as exc:
+        return Refused("InvalidSpec", "; ".join(format_validation_error(exc, prefix="spec.")))
+    if name_holder is not None:
+        return Refused(
+            "NameConflict",
+            f"the stream name {stream.name!r} is taken by the older LiveStream in namespace "
+            f"{name_holder!r} (stream names are global: Redis keys and edge URLs); rename this one",
+        )
+    return stream
+
+
+@dataclass(frozen=True, slots=True)
+class Desired:
+    """What the spec asks for now: the transcoder Pod and the ingest Service (None: none)."""
+
+    pod: dict[str, Any]
+    service: dict[str, Any] | None
+
+    @property
+    def pod_hash(self) -> str:
+        return str(self.pod["metadata"]["annotations"][ANNOTATION_SPEC_HASH])
+
+
+def spec_step(observed: Observed, settings: OperatorSettings, *, redis_url: str) -> Desired:
+    """The spec step: the desired children, built by the pure builders."""
+    stream = observed.stream
+    return Desired(
+        pod=build_transcoder_pod(
+            stream, settings, generation=observed.generation, redis_url=redis_url
+        ),
+        service=build_ingest_service(stream, settings),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Hold:
+    """No transcoder now, and why."""
+
+    by_lifecycle: bool  # True: the on-demand rule stops it; False: no capacity for it
+    ready: Condition  # Ready=False: NotActive or WaitingForCapacity
+    why_no_pod: str  # the Scheduled condition's message while there is no pod
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """Whether this stream should have a transcoder now, with the two conditions saying so."""
+
+    active: Condition  # owner: the lifecycle rule
+    capacity: Condition  # owner: the capacity planner
+    hold: Hold | None = None  # None: a transcoder is wanted now
+
+
+def admission_step(observed: Observed) -> Admission:
+    """The capacity/admission step: the lifecycle verdict and the capacity decision, joined.
+
+    A transcoder is wanted when the lifecycle says run and the planner admits the stream.
+    """
+    verdict, decision = observed.lifecycle, observed.capacity
+    active_status: Status = "True" if verdict.run else "False"
+    active = Condition(ACTIVE, active_status, verdict.reason, verdict.message)
+    if not verdict.run:
+        return Admission(
+            active,
+            Condition(CAPACITY_AVAILABLE, "True", "NotNeeded", "no transcoder wanted now"),
+            Hold(
+                by_lifecycle=True,
+                ready=Condition(READY, "False", "NotActive", verdict.message),
+                why_no_pod=f"no transcoder: {verdict.message}",
+            ),
+        )
+    if isinstance(decision, Admitted):
+        return Admission(active, Condition(CAPACITY_AVAILABLE, "True", "WithinLimits", ""))
+    return Admission(
+        active,
+        Condition(CAPACITY_AVAILABLE, "False", decision.reason, decision.message),
+        Hold(
+            by_lifecycle=False,
+            ready=Condition(READY, "False", "WaitingForCapacity", decision.message),
+            why_no_pod=f"waiting for capacity: {decision.message}",
+        ),
+    )
+
+
+def adopt_step(memory: Memory, pod: PodView | None, now: float) -> Memory:
+    """The memory with a live pod it did not record taken as this stream's pod.
+
+    Its creation outlived the status write, or an older operator made it: it is this
+    stream's pod now, nothing failed.
+    """
+    if pod is None or pod.deleting or pod.uid == memory.pod_uid:
+        return memory
+    memory = replace(memory, pod=pod.name, pod_uid=pod.uid)
+    if memory.started_at is None:
+        memory = replace(memory, started_at=pod.started_at or now)
+    return memory
+
+
+@dataclass(frozen=True, slots=True)
+class PodOutcome:
+    """What the pod step (or the stop step) decided about the transcoder pod."""
+
+    memory: Memory
+    ready: Condition  # owner: the reconciler
+    scheduled: Condition  # from the pod's PodScheduled, or why there is no pod
+    actions: list[Action] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    live_pod: PodView | None = None  # the running pod whose health and restarts count
+    requeue: float | None = None
+
+
+def scheduled_condition(pod: PodView | None, why_no_pod: str) -> Condition:
+    if pod is None:
+        return Condition(SCHEDULED, "False", "NoPod", why_no_pod)
+    if pod.scheduled is not None and pod.scheduled[0] == "True":
+        return Condition(SCHEDULED, "True", "PodScheduled", f"pod {pod.name} on node {pod.node}")
+    if pod.scheduled is not None and pod.scheduled[0] == "False":
+        reason = pod.scheduled[1] or "Unschedulable"
+        return Condition(SCHEDULED, "False", reason, pod.scheduled[2])
+    return Condition(SCHEDULED, "False", "WaitingForScheduler", f"pod {pod.name} not scheduled yet")
+
+
+def stop_step(observed: Observed, memory: Memory, hold: Hold) -> PodOutcome:
+    """The on-demand lifecycle step: no transcoder wanted now (nobody watches, or no capacity).
+
+    A pod is deleted; once it is gone, a stream the lifecycle stopped on purpose has its
+    live keys forgotten, so edges do not serve its last window as live.
+    """
+    pod, now = observed.pod, observed.now
+    scheduled = scheduled_condition(pod, hold.why_no_pod)
+    if pod is None:
+        actions: list[Action] = []
+        if memory.started_at is not None and hold.by_lifecycle:
+            actions.append(ForgetStream())
+        memory = replace(memory, pod_uid=None, started_at=None)
+        return PodOutcome(memory, hold.ready, scheduled, actions)
+    if pod.deleting:
+        return PodOutcome(memory, hold.ready, scheduled, requeue=SHORT_REQUEUE_SECONDS)
+    reason = "StoppedOnDemand" if hold.by_lifecycle else "CapacityRevoked"
+    event = Event("Normal", reason, f"deleting pod {pod.name}: {hold.why_no_pod}")
+    memory = replace(memory, pod_uid=None)
+    if hold.by_lifecycle:
+        memory = replace(memory, stopped_at=now)
+    return PodOutcome(memory, hold.ready, scheduled, [DeletePod(pod.name, pod.uid)], [event])
+
+
+def pod_step(
+    observed: Observed, memory: Memory, desired: Desired, settings: OperatorSettings
+) -> PodOutcome:
+    """The pod step: a transcoder is wanted; make the observed pod the desired one.
+
+    No pod: create it, or, when the memory says one was lost, count a restart and create it
+    after the backoff. A terminating pod: wait. A pod of an older spec hash: delete it (a
+    roll, not a restart). A failed pod: delete it, count a restart, back off. Otherwise
+    report what the pod is doing.
+    """
+    pod = observed.pod
+    if pod is None:
+        return _missing_pod(observed, memory, desired, settings)
+    if pod.deleting:
+        why = f"old pod {pod.name} is terminating"
+        ready = Condition(READY, "False", "WaitingForPod", why)
+        return PodOutcome(
+            memory, ready, scheduled_condition(None, why), requeue=SHORT_REQUEUE_SECONDS
+        )
+    if pod.spec_hash != desired.pod_hash:
+        return _roll(observed, memory, pod)
+    if pod.phase in ("Failed", "Succeeded"):
+        return _failed_pod(observed, memory, pod, settings)
+    return _present_pod(observed, memory, pod, settings)
+
+
+def _missing_pod(
+    observed: Observed, memory: Memory, desired: Desired, settings: OperatorSettings
+) -> PodOutcome:
+    stream, now = observed.stream, observed.now
+    events: list[Event] = []
+    if memory.pod_uid:
+        memory = memory.failed(now)
+        delay = backoff_seconds(memory.consecutive_failures, settings)
+        events.append(
+            Event(
+                "Warning",
+                "TranscoderLost",
+                f"pod {memory.pod} disappeared; recreating in {delay:.0f}s "
+                f"(restart {memory.recreations})",
+            )
+        )
+    retry_at = (memory.last_failure or 0.0) + backoff_seconds(memory.consecutive_failures, settings)
+    if memory.consecutive_failures and now < retry_at:
+        wait = retry_at - now
+        why = f"restarting after a failure in {math.ceil(wait)}s"
+        ready = Condition(
+            READY,
+            "False",
+            RESTARTING,
+            f"{memory.consecutive_failures} consecutive failures; next attempt in "
+            f"{math.ceil(wait)}s",
+        )
+        return PodOutcome(memory, ready, scheduled_condition(None, why), [], events, None, wait)
+    events.append(Event("Normal", "CreatedPod", f"created transcoder pod {pod_name(stream)}"))
+    memory = replace(memory, pod=pod_name(stream), pod_uid="", started_at=memory.started_at or now)
+    why = f"creating pod {pod_name(stream)}"
+    ready = Condition(READY, "False", "WaitingForPod", why)
+    return PodOutcome(
+        memory,
+        ready,
+        scheduled_condition(None, why),
+        [CreatePod(desired.pod)],
+        events,
+        requeue=SHORT_REQUEUE_SECONDS,
+    )
+
+
+def _roll(observed: Observed, memory: Memory, pod: PodView) -> PodOutcome:
+    event = Event(
+        "Normal",
+        "SpecChanged",
+        f"pod spec changed (generation {observed.generation}): replacing {pod.name}",
+    )
+    return PodOutcome(
+        replace(memory, pod_uid=None),
+        Condition(READY, "False", "Updating", f"replacing pod {pod.name}"),
+        scheduled_condition(pod, ""),
+        [DeletePod(pod.name, pod.uid)],
+        [event],
+        requeue=SHORT_REQUEUE_SECONDS,
+    )
+
+
+def _failed_pod(
+    observed: Observed, memory: Memory, pod: PodView, settings: OperatorSettings
+) -> PodOutcome:
+    memory = memory.failed(observed.now)
+    delay = backoff_seconds(memory.consecutive_failures, settings)
+    message = f"pod {pod.name} {pod.phase.lower()}"
+    if pod.failure:
+        message += f": {pod.failure}"
+    return PodOutcome(
+        memory,
+        Condition(READY, "False", RESTARTING, f"{message}; next attempt in {delay:.0f}s"),
+        scheduled_condition(pod, ""),
+        [DeletePod(pod.name, pod.uid)],
+        [Event("Warning", "TranscoderFailed", f"{message}; recreating in {delay:.0f}s")],
+        requeue=delay,
+    )
+
+
+def _present_pod(
+    observed: Observed, memory: Memory, pod: PodView, settings: OperatorSettings
+) -> PodOutcome:
+    """A pod of the current spec, not failed: pulling, starting or running."""
+    now = observed.now
+    scheduled = scheduled_condition(pod, "")
+    if pod.waiting_reason in IMAGE_PULL_REASONS:
+        ready = Condition(
+            READY,
+            "False",
+            "ImagePullFailed",
+            f"{pod.waiting_reason}: {pod.waiting_message or settings.transcoder_image}",
+        )
+        return PodOutcome(memory, ready, scheduled)
+    if pod.phase == "Running" and pod.ready:
+        ready = Condition(READY, "True", "TranscoderRunning", f"pod {pod.name} on {pod.node}")
+        requeue: float | None = None
+        if memory.consecutive_failures:
+            # Up long enough: the next failure starts the backoff from the beginning.
+            stable_at = (pod.started_at or now) + settings.stable_after_seconds
+            if now >= stable_at:
+                memory = replace(memory, consecutive_failures=0)
+            else:
+                requeue = stable_at - now
+        return PodOutcome(memory, ready, scheduled, live_pod=pod, requeue=requeue)
+    detail = f": {pod.waiting_reason}" if pod.waiting_reason else ""
+    ready = Condition(READY, "False", "WaitingForPod", f"pod {pod.name} is {pod.phase}{detail}")
+    return PodOutcome(memory, ready, scheduled, live_pod=pod if pod.phase == "Running" else None)
+
+
+def service_step(current: ServiceView | None, desired: dict[str, Any] | None) -> list[Action]:
+    """The Service step: create, patch (ports changed) or delete the ingest Service."""
     if desired is None:
         if current is not None and not current.deleting:
             return [DeleteService(current.name)]
@@ -334,204 +671,100 @@ def _service_actions(observed: Observed, settings: OperatorSettings) -> list[Act
     return []
 
 
-def _scheduled(pod: PodView | None, why_no_pod: str) -> Condition:
-    if pod is None:
-        return Condition(SCHEDULED, "False", "NoPod", why_no_pod)
-    if pod.scheduled is not None and pod.scheduled[0] == "True":
-        return Condition(SCHEDULED, "True", "PodScheduled", f"pod {pod.name} on node {pod.node}")
-    if pod.scheduled is not None and pod.scheduled[0] == "False":
-        reason = pod.scheduled[1] or "Unschedulable"
-        return Condition(SCHEDULED, "False", reason, pod.scheduled[2])
-    return Condition(SCHEDULED, "False", "WaitingForScheduler", f"pod {pod.name} not scheduled yet")
-
-
-def reconcile(observed: Observed, settings: OperatorSettings, *, redis_url: str) -> Plan:
-    stream, now = observed.stream, observed.now
-    memory = Memory.from_status(observed.status)
-    actions: list[Action] = _service_actions(observed, settings)
-    events: list[Event] = []
-    requeue: float | None = None
-    pod = observed.pod
-    verdict = observed.lifecycle
-    admitted = isinstance(observed.capacity, Admitted)
-    want = verdict.run and admitted
-    desired = build_transcoder_pod(
-        stream, settings, generation=observed.generation, redis_url=redis_url
-    )
-
-    if pod is not None and not pod.deleting and pod.uid != memory.pod_uid:
-        # A pod we did not record (its creation outlived the status write, or an older
-        # operator made it): it is this stream's pod now, nothing failed.
-        memory = replace(memory, pod=pod.name, pod_uid=pod.uid)
-        if memory.started_at is None:
-            memory = replace(memory, started_at=pod.started_at or now)
-
-    live_pod: PodView | None = None  # the pod whose health counts
-    ready: Condition
-    why_no_pod = ""
-    if not want:
-        if not verdict.run:
-            why_no_pod = f"no transcoder: {verdict.message}"
-            ready = Condition(READY, "False", "NotActive", verdict.message)
-        else:
-            assert not isinstance(observed.capacity, Admitted)
-            why_no_pod = f"waiting for capacity: {observed.capacity.message}"
-            ready = Condition(READY, "False", "WaitingForCapacity", observed.capacity.message)
-        if pod is not None and not pod.deleting:
-            actions.append(DeletePod(pod.name, pod.uid))
-            reason = "StoppedOnDemand" if not verdict.run else "CapacityRevoked"
-            events.append(Event("Normal", reason, f"deleting pod {pod.name}: {why_no_pod}"))
-            memory = replace(memory, pod_uid=None)
-            if not verdict.run:
-                memory = replace(memory, stopped_at=now)
-        elif pod is None:
-            if memory.started_at is not None and not verdict.run:
-                # Stopped on purpose and gone: edges must not serve its last window as live.
-                actions.append(ForgetStream())
-            memory = replace(memory, pod_uid=None, started_at=None)
-        else:
-            requeue = SHORT_REQUEUE_SECONDS
-    elif pod is None:
-        if memory.pod_uid:
-            memory = memory.failed(now)
-            delay = backoff_seconds(memory.consecutive_failures, settings)
-            events.append(
-                Event(
-                    "Warning",
-                    "TranscoderLost",
-                    f"pod {memory.pod} disappeared; recreating in {delay:.0f}s "
-                    f"(restart {memory.recreations})",
-                )
-            )
-        retry_at = (memory.last_failure or 0.0) + backoff_seconds(
-            memory.consecutive_failures, settings
-        )
-        if memory.consecutive_failures and now < retry_at:
-            wait = retry_at - now
-            why_no_pod = f"restarting after a failure in {math.ceil(wait)}s"
-            ready = Condition(
-                READY,
-                "False",
-                RESTARTING,
-                f"{memory.consecutive_failures} consecutive failures; next attempt in "
-                f"{math.ceil(wait)}s",
-            )
-            requeue = wait
-        else:
-            actions.append(CreatePod(desired))
-            events.append(
-                Event("Normal", "CreatedPod", f"created transcoder pod {pod_name(stream)}")
-            )
-            memory = replace(
-                memory, pod=pod_name(stream), pod_uid="", started_at=memory.started_at or now
-            )
-            why_no_pod = f"creating pod {pod_name(stream)}"
-            ready = Condition(READY, "False", "WaitingForPod", why_no_pod)
-            requeue = SHORT_REQUEUE_SECONDS
-    elif pod.deleting:
-        why_no_pod = f"old pod {pod.name} is terminating"
-        ready = Condition(READY, "False", "WaitingForPod", why_no_pod)
-        requeue = SHORT_REQUEUE_SECONDS
-        pod = None
-    elif pod.spec_hash != desired["metadata"]["annotations"][ANNOTATION_SPEC_HASH]:
-        actions.append(DeletePod(pod.name, pod.uid))
-        events.append(
-            Event(
-                "Normal",
-                "SpecChanged",
-                f"pod spec changed (generation {observed.generation}): replacing {pod.name}",
-            )
-        )
-        memory = replace(memory, pod_uid=None)
-        ready = Condition(READY, "False", "Updating", f"replacing pod {pod.name}")
-        requeue = SHORT_REQUEUE_SECONDS
-    elif pod.phase in ("Failed", "Succeeded"):
-        actions.append(DeletePod(pod.name, pod.uid))
-        memory = memory.failed(now)
-        delay = backoff_seconds(memory.consecutive_failures, settings)
-        message = f"pod {pod.name} {pod.phase.lower()}"
-        if pod.failure:
-            message += f": {pod.failure}"
-        events.append(
-            Event("Warning", "TranscoderFailed", f"{message}; recreating in {delay:.0f}s")
-        )
-        ready = Condition(READY, "False", RESTARTING, f"{message}; next attempt in {delay:.0f}s")
-        requeue = delay
-    elif pod.waiting_reason in IMAGE_PULL_REASONS:
-        ready = Condition(
-            READY,
-            "False",
-            "ImagePullFailed",
-            f"{pod.waiting_reason}: {pod.waiting_message or settings.transcoder_image}",
-        )
-    elif pod.phase == "Running" and pod.ready:
-        ready = Condition(READY, "True", "TranscoderRunning", f"pod {pod.name} on {pod.node}")
-        live_pod = pod
-        if memory.consecutive_failures:
-            stable_at = (pod.started_at or now) + settings.stable_after_seconds
-            if now >= stable_at:
-                memory = replace(memory, consecutive_failures=0)
-            else:
-                requeue = stable_at - now
-    else:
-        detail = f": {pod.waiting_reason}" if pod.waiting_reason else ""
-        ready = Condition(READY, "False", "WaitingForPod", f"pod {pod.name} is {pod.phase}{detail}")
-        if pod.phase == "Running":
-            live_pod = pod
-
-    # Conditions, each from its owner's view of the observation.
-    gen = observed.generation
-    if not verdict.run:
-        capacity = Condition(CAPACITY_AVAILABLE, "True", "NotNeeded", "no transcoder wanted now")
-    elif admitted:
-        capacity = Condition(CAPACITY_AVAILABLE, "True", "WithinLimits", "")
-    else:
-        assert not isinstance(observed.capacity, Admitted)
-        capacity = Condition(
-            CAPACITY_AVAILABLE, "False", observed.capacity.reason, observed.capacity.message
-        )
-    active_status: Status = "True" if verdict.run else "False"
-    active = Condition(ACTIVE, active_status, verdict.reason, verdict.message)
+def ingesting_condition(observed: Observed, live_pod: PodView | None) -> Condition:
+    """Ingesting, from the transcoder's health in Redis (only while its pod runs)."""
     if live_pod is None:
-        ingesting = Condition(INGESTING, "Unknown", "NoTranscoder", "no transcoder is running")
-    elif observed.redis_error is not None:
-        ingesting = Condition(INGESTING, "Unknown", "RedisUnavailable", observed.redis_error)
-    else:
-        ingesting = health_conditions(observed.health, datetime.fromtimestamp(now, UTC))[0]
-    fresh = [ready, active, capacity, _scheduled(pod, why_no_pod), ingesting]
+        return Condition(INGESTING, "Unknown", "NoTranscoder", "no transcoder is running")
+    if observed.redis_error is not None:
+        return Condition(INGESTING, "Unknown", "RedisUnavailable", observed.redis_error)
+    return health_conditions(observed.health, datetime.fromtimestamp(observed.now, UTC))[0]
 
-    conditions = [Condition.from_dict(c) for c in observed.status.get("conditions", []) or []]
+
+def merge_conditions(
+    old: Iterable[Condition], fresh: Iterable[Condition], *, generation: int, now: float
+) -> list[Condition]:
+    """``old`` with each ``fresh`` condition set (for this generation), in display order."""
+    conditions = list(old)
     when = datetime.fromtimestamp(now, UTC)
     for cond in fresh:
-        conditions = set_condition(conditions, replace(cond, observed_generation=gen), when)
+        conditions = set_condition(conditions, replace(cond, observed_generation=generation), when)
     order = {t: i for i, t in enumerate(CONDITION_ORDER)}
     conditions.sort(key=lambda c: (order.get(c.type, len(order)), c.type))
+    return conditions
+
+
+def phase_event(
+    old_phase: str | None, phase: str, ready: Condition, ingesting: Condition
+) -> Event | None:
+    """The event a phase change posts (a Warning for Failed and Restarting); None: no change."""
+    if old_phase == phase:
+        return None
+    kind = "Warning" if phase in ("Failed", "Restarting") else "Normal"
+    cause = ready.message if ready.status == "False" else ingesting.message
+    return Event(kind, phase, f"phase {old_phase or 'none'} -> {phase}: {cause}")
+
+
+@dataclass(frozen=True, slots=True)
+class StatusOutcome:
+    status: dict[str, Any]  # the complete new status
+    events: list[Event]  # the phase change, if any
+
+
+def status_step(
+    observed: Observed, settings: OperatorSettings, admission: Admission, pod: PodOutcome
+) -> StatusOutcome:
+    """The status/conditions step: each condition from its owner, the phase derived from them."""
+    stream, health, live_pod = observed.stream, observed.health, pod.live_pod
+    ingesting = ingesting_condition(observed, live_pod)
+    conditions = merge_conditions(
+        (Condition.from_dict(c) for c in observed.status.get("conditions", []) or []),
+        [pod.ready, admission.active, admission.capacity, pod.scheduled, ingesting],
+        generation=observed.generation,
+        now=observed.now,
+    )
     phase = derive_phase(conditions)
-
-    old_phase = observed.status.get("phase")
-    if old_phase != phase:
-        kind = "Warning" if phase in ("Failed", "Restarting") else "Normal"
-        cause = ready.message if ready.status == "False" else ingesting.message
-        events.append(Event(kind, phase, f"phase {old_phase or 'none'} -> {phase}: {cause}"))
-
-    live = ingesting.status == "True" and observed.health is not None
+    event = phase_event(observed.status.get("phase"), phase, pod.ready, ingesting)
+    live = ingesting.status == "True" and health is not None
     status: dict[str, Any] = {
-        "observedGeneration": gen,
+        "observedGeneration": observed.generation,
         "conditions": [c.to_dict() for c in conditions],
         "phase": phase,
         "ingestURL": ingest_url(stream),
         "playbackURL": playback_url(stream, settings),
         "viewers": max(0, observed.viewers),
-        "inputBitrateKbps": round(observed.health.input_bitrate_kbps)
-        if live and observed.health
-        else 0,
-        "restarts": memory.recreations + (live_pod.container_restarts if live_pod else 0),
-        "transcoder": memory.to_status(),
+        "inputBitrateKbps": round(health.input_bitrate_kbps) if live and health else 0,
+        "restarts": pod.memory.recreations + (live_pod.container_restarts if live_pod else 0),
+        "transcoder": pod.memory.to_status(),
     }
-    if verdict.recheck_at is not None and stream.spec.activation is Activation.ON_DEMAND:
-        until = max(0.0, verdict.recheck_at - now)
-        requeue = until if requeue is None else min(requeue, until)
-    return Plan(actions, status, events, requeue)
+    return StatusOutcome(status, [event] if event is not None else [])
+
+
+def requeue_step(observed: Observed, requeue: float | None) -> float | None:
+    """When to look again: the pod step's wish, or sooner when an on-demand verdict may flip."""
+    verdict = observed.lifecycle
+    if verdict.recheck_at is not None and observed.stream.spec.activation is Activation.ON_DEMAND:
+        until = max(0.0, verdict.recheck_at - observed.now)
+        return until if requeue is None else min(requeue, until)
+    return requeue
+
+
+def reconcile(observed: Observed, settings: OperatorSettings, *, redis_url: str) -> Plan:
+    """The reconcile decision: the steps above, in order (``validity_step`` ran before)."""
+    desired = spec_step(observed, settings, redis_url=redis_url)
+    admission = admission_step(observed)
+    memory = adopt_step(Memory.from_status(observed.status), observed.pod, observed.now)
+    if admission.hold is None:
+        pod = pod_step(observed, memory, desired, settings)
+    else:
+        pod = stop_step(observed, memory, admission.hold)
+    service_actions = service_step(observed.service, desired.service)
+    status = status_step(observed, settings, admission, pod)
+    return Plan(
+        actions=[*service_actions, *pod.actions],
+        status=status.status,
+        events=[*pod.events, *status.events],
+        requeue_after=requeue_step(observed, pod.requeue),
+    )
 
 
 def status_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
