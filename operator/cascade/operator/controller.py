@@ -28,12 +28,11 @@ from typing import Any, cast
 
 import kopf
 import redis.asyncio as aioredis
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from cascade.core.lifecycle import Activity, on_demand_verdict
 from cascade.core.schema import DEMAND
-from cascade.core.spec import Activation, Hardware, LiveStream, format_validation_error
+from cascade.core.spec import Activation, Hardware
 from cascade.operator import redisio
 from cascade.operator.builders import LABEL_LIVESTREAM, LABEL_MANAGED_BY
 from cascade.operator.capacity import Admitted, StreamDemand, plan_capacity
@@ -51,11 +50,13 @@ from cascade.operator.reconcile import (
     PatchService,
     Plan,
     PodView,
+    Refused,
     ServiceView,
     failed_status,
     parse_time,
     reconcile,
     status_patch,
+    validity_step,
 )
 from cascade.operator.settings import OperatorSettings
 
@@ -148,18 +149,6 @@ def _gpus(allocatable: Mapping[str, Any], resource: str) -> int:
         return int(str(allocatable.get(resource, "0")))
     except ValueError:
         return 0
-
-
-def parse_stream(body: Mapping[str, Any]) -> LiveStream:
-    meta = body.get("metadata", {})
-    return LiveStream.model_validate(
-        {
-            "apiVersion": body.get("apiVersion", "cascade.dev/v1alpha1"),
-            "kind": "LiveStream",
-            "metadata": {"name": meta.get("name"), "namespace": meta.get("namespace", "default")},
-            "spec": dict(body.get("spec", {})),
-        }
-    )
 
 
 def claim_of(body: Mapping[str, Any], *, own: bool = False) -> StreamDemand | None:
@@ -497,21 +486,9 @@ async def _pass(
         status = last_written
     generation = int(body.get("metadata", {}).get("generation", 1))
 
-    try:
-        stream = parse_stream(body)
-    except ValidationError as exc:
-        problems = "; ".join(format_validation_error(exc, prefix="spec."))
-        new_status = failed_status(status, generation, "InvalidSpec", problems, now)
-        await _write_status(kube, key, status, new_status)
-        return settings.status_interval_seconds, new_status
-
-    holder = indexes.holder(key)
-    if holder is not None:
-        message = (
-            f"the stream name {name!r} is taken by the older LiveStream in namespace "
-            f"{holder!r} (stream names are global: Redis keys and edge URLs); rename this one"
-        )
-        new_status = failed_status(status, generation, "NameConflict", message, now)
+    stream = validity_step(body, name_holder=indexes.holder(key))
+    if isinstance(stream, Refused):
+        new_status = failed_status(status, generation, stream.reason, stream.message, now)
         await _write_status(kube, key, status, new_status)
         return settings.status_interval_seconds, new_status
 
