@@ -210,6 +210,68 @@ class EdgeSettings(_Base):
         description="Serve the OpenAPI schema (/openapi.json) and its page (/docs); off by "
         "default: they describe only the operations routes and tell a stranger what runs here.",
     )
+    # ---- what one client may make the edge's HTTP server hold (issue 9) ----
+    limit_request_line_bytes: int = Field(
+        default=8192,
+        ge=256,
+        validation_alias=AliasChoices(
+            "CASCADE_LIMIT_REQUEST_LINE_BYTES", "limit_request_line_bytes"
+        ),
+        description="Longest request target (URL with its query) in bytes; a longer one gets "
+        "414 and the connection closes. 8 KiB as nginx's large_client_header_buffers; LL-HLS "
+        "URLs with a signed token and hls_ctx are under 1 KiB.",
+    )
+    limit_request_header_bytes: int = Field(
+        default=32768,
+        ge=1024,
+        validation_alias=AliasChoices(
+            "CASCADE_LIMIT_REQUEST_HEADER_BYTES", "limit_request_header_bytes"
+        ),
+        description="Largest request header section in bytes (all fields); more gets 431 and "
+        "the connection closes, refused while it arrives (nginx: 4 x 8 KiB buffers).",
+    )
+    limit_request_fields: int = Field(
+        default=100,
+        ge=1,
+        validation_alias=AliasChoices("CASCADE_LIMIT_REQUEST_FIELDS", "limit_request_fields"),
+        description="Most header fields in one request (gunicorn's limit_request_fields); "
+        "one more gets 431 and the connection closes.",
+    )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("CASCADE_HEADER_TIMEOUT_SECONDS", "header_timeout_seconds"),
+        description="A request (head and body) must arrive within this long of its first "
+        "byte, else 408 and close; a new connection must send its first byte within it too "
+        "(nginx's client_header_timeout). Bounds what a slow client holds.",
+    )
+    keep_alive_timeout_seconds: float = Field(
+        default=75.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "CASCADE_KEEP_ALIVE_TIMEOUT_SECONDS", "keep_alive_timeout_seconds"
+        ),
+        description="An idle keep-alive connection is closed after this long (nginx's "
+        "keepalive_timeout, 75 s). Players reuse theirs every part; shorter frees idle "
+        "connections sooner.",
+    )
+    limit_pipelined_requests: int = Field(
+        default=16,
+        ge=1,
+        validation_alias=AliasChoices(
+            "CASCADE_LIMIT_PIPELINED_REQUESTS", "limit_pipelined_requests"
+        ),
+        description="Requests of one connection in flight at once (pipelined, answered in "
+        "order); at the limit the edge stops reading that connection until one is answered, "
+        "and it starts at most this many of them per event-loop turn.",
+    )
+    limit_connections: int = Field(
+        default=10000,
+        ge=1,
+        validation_alias=AliasChoices("CASCADE_LIMIT_CONNECTIONS", "limit_connections"),
+        description="Open connections per edge process; one more gets 503 with Retry-After "
+        "and is closed at once. 10,000 is ten times the viewers one edge core serves.",
+    )
     _signing_key_ring: dict[str, bytes] = PrivateAttr(default_factory=dict)
 
     @field_validator("cors_allow_origins", mode="before")

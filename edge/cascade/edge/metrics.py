@@ -59,11 +59,40 @@ class _Requests(Collector):
         yield latency
 
 
+class _LimitHits(Collector):
+    """Requests refused and connections closed by the HTTP server's limits, by limit."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def hit(self, limit: str) -> None:
+        self.counts[limit] = self.counts.get(limit, 0) + 1
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "cascade_edge_limit_hits",
+            "Requests refused or connections closed because a client reached a limit "
+            "(request_line 414, header_bytes and header_fields 431, header_timeout 408, "
+            "body_bytes 413, malformed 400, keep_alive_timeout, pipeline, connections 503)",
+            labels=["limit"],
+        )
+        for limit, n in sorted(self.counts.items()):
+            family.add_metric([limit], n)
+        yield family
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._requests = _Requests()
         self.registry.register(self._requests)
+        self._limits = _LimitHits()
+        self.registry.register(self._limits)
+        self.connections = Gauge(
+            "cascade_edge_connections",
+            "Open HTTP connections (CASCADE_LIMIT_CONNECTIONS bounds them)",
+            registry=self.registry,
+        )
         self.blocked_now = Gauge(
             "cascade_edge_blocked_requests",
             "Blocking playlist and part requests waiting now",
@@ -98,6 +127,9 @@ class Metrics:
 
     def observe(self, route: str, status: int, seconds: float) -> None:
         self._requests.observe(route, status, seconds)
+
+    def limit_hit(self, limit: str) -> None:
+        self._limits.hit(limit)
 
     @contextmanager
     def blocked(self) -> Iterator[None]:

@@ -10,8 +10,35 @@ its rendition's waiter list, run when the hub applies a new part — no task, no
 per request. Every other request (player, health, status, metrics, CORS preflight) and
 the lifespan go to the FastAPI application through a small ASGI bridge.
 
-HTTP/1.1 only, keep-alive, no pipelining concurrency (a connection's next request is
-read after the current one is answered), request bodies up to 1 MB for the ASGI side.
+HTTP/1.1 with keep-alive and pipelining. "A server MUST send its responses to those
+requests in the same order that the requests were received" (RFC 9112 9.3.2), and a held
+LL-HLS request may be answered long after the next one is ready: each connection keeps
+its requests in a queue and writes an answer only once those before it are written. A
+HEAD's answer never has a body, whatever came after it. ASGI requests run one at a time,
+when they reach the head of their connection's queue; request bodies up to 1 MB.
+
+A hostile client must cost that client, never the viewers beside it (issue 9). Every
+resource a client can make the server hold is bounded, with the bounds of gunicorn
+(``limit_request_line``, ``limit_request_fields``), uvicorn (``limit_concurrency``,
+``timeout_keep_alive``) and nginx (``large_client_header_buffers``,
+``client_header_timeout``, ``keepalive_timeout``); each is an :class:`EdgeSettings` field
+and each hit is counted in ``cascade_edge_limit_hits_total{limit}``:
+
+* request target over ``limit_request_line_bytes``: 414; header section over
+  ``limit_request_header_bytes`` or more than ``limit_request_fields`` fields: 431. Checked
+  as the bytes arrive, before the work grows with them: the parser is fed
+  :data:`FEED_BYTES` at a time and the counts are checked between slices and in its
+  callbacks, so a 64 MiB header costs a few slices, not a quadratic join;
+* a request not received within ``header_timeout_seconds`` of its first byte: 408 (and a
+  new connection that sends nothing is closed after it); an idle keep-alive connection is
+  closed after ``keep_alive_timeout_seconds``;
+* at most ``limit_pipelined_requests`` requests of one connection in flight: the edge stops
+  reading that connection while its queue is full, and starts at most that many of its
+  requests per event-loop turn, so a pipeline of thousands cannot hold the loop;
+* at most ``limit_connections`` connections: one more gets 503 with Retry-After, at once.
+
+A refused request gets its 4xx in its turn (after the answers of the requests before it),
+then the connection ends with a lingering close (see :data:`LINGER_SECONDS`).
 """
 
 from __future__ import annotations
@@ -19,17 +46,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 from urllib.parse import unquote
 
 import httptools
 
 from cascade.core.settings import EdgeSettings
 from cascade.edge.hub import RenditionFeed
-from cascade.edge.live import HttpError, Later, Pending, Reply, Services, decide, error_reply
+from cascade.edge.live import (
+    Headers,
+    HttpError,
+    Later,
+    Pending,
+    Reply,
+    Services,
+    decide,
+    error_reply,
+)
 from cascade.edge.metrics import Metrics
 
 log = logging.getLogger("cascade.edge.server")
@@ -42,9 +81,115 @@ ASGIApp = Callable[
 ]
 
 MAX_BODY = 1 << 20
-KEEP_ALIVE_SECONDS = 75.0
-_NO_CACHE = b"no-cache"
+# Bytes handed to the parser at once. httptools joins the pieces of a header value with
+# ``bytes +=`` until the value ends, so a 256 KiB read of a 64 MiB value fed whole would be
+# joined whole, again and again: feeding slices lets the limits be checked between them,
+# before the parser's work grows. A player's request (well under 1 KiB) is one slice.
+FEED_BYTES = 4096
+# After a refusal (or the last answer of a connection that asked to close): send FIN,
+# then read and drop what the client still sends for at most this long, then close.
+# Closing a socket with unread data makes the kernel send a reset, which can destroy the
+# answer before the client reads it (nginx's lingering_close; its lingering_timeout is 5 s).
+LINGER_SECONDS = 2.0
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
+_RETRY_AFTER: Headers = ((b"retry-after", b"1"),)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one client may make the server hold (see :class:`EdgeSettings` for each)."""
+
+    request_line_bytes: int
+    header_bytes: int
+    header_fields: int
+    header_timeout: float
+    keep_alive: float
+    pipeline: int
+    connections: int
+
+    @classmethod
+    def from_settings(cls, settings: EdgeSettings) -> Limits:
+        return cls(
+            request_line_bytes=settings.limit_request_line_bytes,
+            header_bytes=settings.limit_request_header_bytes,
+            header_fields=settings.limit_request_fields,
+            header_timeout=settings.header_timeout_seconds,
+            keep_alive=settings.keep_alive_timeout_seconds,
+            pipeline=settings.limit_pipelined_requests,
+            connections=settings.limit_connections,
+        )
+
+    @property
+    def head_bytes_bound(self) -> int:
+        """Bytes of an unfinished request head past which it cannot be within the limits.
+
+        The exact counts (target, fields) are checked as the parser reports them; this
+        catches a head whose last field never ends (the parser reports a field once it
+        ends). Bytes are counted by whole slices, so the slice a head began in counts in
+        full: one slice of slack, and 1 KiB for the method, version, separators and spaces.
+        """
+        return self.request_line_bytes + self.header_bytes + FEED_BYTES + 1024
+
+
+class RequestError(Exception):
+    """A request the server will not serve: the status, the limit it hit, and why."""
+
+    def __init__(self, status: int, limit: str, message: str, headers: Headers = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.limit = limit
+        self.message = message
+        self.headers = headers
+
+
+class _StopParsingError(Exception):
+    """Raised in a parser callback to stop parsing this connection (nothing is wrong)."""
+
+
+def simple_response(status: int, message: str, headers: Headers = ()) -> bytes:
+    """A plain-text answer after which the connection ends: refusals and errors."""
+    body = (message + "\n").encode()
+    extra = b"".join(name + b": " + value + b"\r\n" for name, value in headers)
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\n%sconnection: close\r\n\r\n%s"
+        % (status, _REASONS.get(status, b""), len(body), extra, body)
+    )
+
+
+def live_response(reply: Reply, *, head_only: bool, origin: bytes | None, close: bool) -> bytes:
+    """The bytes of an LL-HLS answer. A HEAD's has the GET's headers, Content-Length
+    included, and no body: "the server MUST NOT send content in the response" (RFC 9110
+    9.3.2)."""
+    head = [
+        b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"")),
+        b"content-type: ", reply.content_type, b"\r\n",
+        b"cache-control: ", reply.cache_control, b"\r\n",
+        b"content-length: %d\r\n" % len(reply.body),
+    ]  # fmt: skip
+    for name, value in reply.headers:
+        head += [name, b": ", value, b"\r\n"]
+    if origin is not None:
+        head += [b"access-control-allow-origin: ", origin, b"\r\n"]
+        if origin != b"*":
+            head.append(b"vary: Origin\r\n")
+    if close:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    if not head_only:
+        head.append(reply.body)
+    return b"".join(head)
+
+
+def version_refusal(version: str) -> RequestError | None:
+    """HTTP/1.0 and HTTP/1.1 are served; anything else the parser lets through is refused.
+
+    An HTTP/0.9 request line (``GET /``) has no headers and expects a bare body back: it is
+    refused, with a 400 it may not even parse, rather than served half-way.
+    """
+    if version in ("1.1", "1.0"):
+        return None
+    return RequestError(400, "malformed", f"HTTP/{version} is not supported: send HTTP/1.1")
 
 
 class Waiters:
@@ -71,13 +216,13 @@ class Waiters:
 class Held:
     """One request waiting for its part: a callback, not a task."""
 
-    __slots__ = ("done", "pending", "protocol", "start")
+    __slots__ = ("done", "exchange", "pending", "protocol")
 
-    def __init__(self, protocol: HttpProtocol, pending: Pending, start: float) -> None:
+    def __init__(self, protocol: HttpProtocol, exchange: Exchange, pending: Pending) -> None:
         self.protocol = protocol
+        self.exchange = exchange
         self.pending = pending
-        self.start = start
-        self.done = False
+        self.done = False  # answered, or its connection is gone
 
     def try_answer(self) -> bool:
         """True once answered (now or before)."""
@@ -98,9 +243,8 @@ class Held:
 
     def _answer(self, reply: Reply) -> None:
         self.done = True
-        server = self.protocol.server
-        server.metrics.blocked_now.dec()
-        self.protocol.finish_live(reply, self.start)
+        self.protocol.server.metrics.blocked_now.dec()
+        self.protocol.answer(self.exchange, reply)
 
 
 class EdgeServer:
@@ -110,8 +254,10 @@ class EdgeServer:
         self.app = app
         self.state = state  # the FastAPI app's state: the services are there once started
         self.settings = settings
+        self.limits = Limits.from_settings(settings)
         self.metrics = metrics
         self.connections: set[HttpProtocol] = set()
+        metrics.connections.set_function(lambda: len(self.connections))
         self.waiters: dict[int, tuple[RenditionFeed, Waiters]] = {}  # id(feed) -> its waiters
         origins = settings.cors_allow_origins
         self.any_origin = "*" in origins
@@ -155,6 +301,11 @@ class EdgeServer:
             entry = self.waiters[id(feed)] = (feed, waiters)
         entry[1].items.append(held)
 
+    def allowed_origin(self, origin: bytes | None) -> bytes | None:
+        if self.any_origin:
+            return b"*"
+        return origin if origin is not None and origin in self.origins else None
+
     def _sweep(self) -> None:
         """Expire held requests past their deadline, ten times a second (one timer in all).
 
@@ -191,134 +342,446 @@ class EdgeServer:
             await self._lifespan.shutdown()
 
 
+class Exchange:
+    """One request of a connection, from parsed to answered (in its connection's order).
+
+    LL-HLS requests are started (decided, held) as soon as they are parsed; an ASGI
+    request runs when it reaches the head of the queue; a refusal has its bytes at once.
+    """
+
+    __slots__ = (
+        "asgi", "body", "close", "head_only", "headers", "held", "method", "origin", "path",
+        "query", "raw_path", "reply", "start", "task", "version", "wire",
+    )  # fmt: skip
+
+    def __init__(self, *, start: float, close: bool) -> None:
+        self.start = start  # perf_counter when parsed: the request's latency
+        self.close = close  # the connection ends after this answer
+        self.asgi = False
+        self.method = b"GET"
+        self.head_only = False
+        self.path = ""
+        self.raw_path = b"/"
+        self.query = b""
+        self.version = "1.1"
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.body = b""
+        self.origin: bytes | None = None  # the Access-Control-Allow-Origin to send
+        self.reply: Reply | None = None  # an LL-HLS answer, once there
+        self.wire: bytes | None = None  # a refusal, as written
+        self.held: Held | None = None
+        self.task: asyncio.Task[None] | None = None
+
+
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "_asgi_task",
-        "_body",
-        "_disconnected",
-        "_headers",
-        "_idle_timer",
-        "_method",
-        "_url",
-        "busy",
-        "keep_alive",
-        "parser",
-        "server",
-        "transport",
+        "_body", "_body_len", "_disconnected", "_eof", "_halt", "_head_fed", "_header_bytes",
+        "_headers", "_idle_at", "_in_head", "_in_message", "_lingering", "_loop",
+        "_message_at", "_origin", "_queue", "_reading", "_resume", "_served", "_stopped",
+        "_timer", "_timer_at", "_unfed", "_unstarted", "_url", "_url_len", "_write_paused",
+        "limits", "parser", "server", "transport",
     )  # fmt: skip
 
     def __init__(self, server: EdgeServer) -> None:
         self.server = server
-        self.parser = httptools.HttpRequestParser(self)
+        self.limits = server.limits
+        self.parser: httptools.HttpRequestParser | None = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
-        self._url = b""
+        self._loop = asyncio.get_running_loop()
+        self._queue: deque[Exchange] = deque()  # parsed, not yet answered, in order
+        self._unstarted: deque[Exchange] = deque()  # LL-HLS requests parsed, not decided
+        self._unfed = b""  # received, not parsed yet (the pipeline was full)
+        # The request being parsed: pieces in lists with running lengths (never ``+=``).
+        self._url: list[bytes] = []
+        self._url_len = 0
         self._headers: list[tuple[bytes, bytes]] = []
-        self._body = b""
-        self._method = b"GET"
-        self.busy = False
-        self.keep_alive = True
-        self._idle_timer: asyncio.TimerHandle | None = None
-        self._asgi_task: asyncio.Task[None] | None = None
+        self._header_bytes = 0
+        self._origin: bytes | None = None
+        self._body: list[bytes] = []
+        self._body_len = 0
+        self._in_message = False  # between its first byte and its end
+        self._in_head = False  # ... and before its headers end
+        self._head_fed = 0  # bytes fed while in this head (by whole slices: a bound)
+        self._message_at = -1.0  # loop time the unfinished request was first seen
+        self._idle_at = 0.0  # loop time the connection last had nothing to answer
+        self._served = False  # answered a request: the idle limit is the keep-alive one
+        self._reading = True
+        self._write_paused = False
+        self._stopped = False  # nothing more is parsed on this connection
+        self._lingering = False
+        self._eof = False
+        self._halt: RequestError | None = None  # why a callback stopped the parser
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = math.inf
+        self._resume: asyncio.Handle | None = None
         self._disconnected: asyncio.Event | None = None
 
     @property
     def idle(self) -> bool:
-        return not self.busy
+        return not self._queue
 
     # ---- connection ------------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
-        self.server.connections.add(self)
-        self._arm_idle()
+        self.transport = cast(asyncio.Transport, transport)
+        server = self.server
+        now = self._loop.time()
+        self._idle_at = now
+        full = len(server.connections) >= self.limits.connections
+        server.connections.add(self)
+        if full:
+            # uvicorn's limit_concurrency answers 503 too; refused at once, before any work.
+            server.metrics.limit_hit("connections")
+            message = f"this edge is at its limit of {self.limits.connections} connections: retry"
+            self._write(simple_response(503, message, _RETRY_AFTER))
+            self._linger()
+            self._settle()
+            return
+        # A new connection must start its request within the header timeout (nginx's
+        # client_header_timeout applies from the accept).
+        self._arm(now + self.limits.header_timeout)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        for handle in (self._timer, self._resume):
+            if handle is not None:
+                handle.cancel()
+        self._timer = self._resume = None
+        for exchange in self._queue:
+            held = exchange.held
+            if held is not None and not held.done:
+                held.done = True  # its waiter list drops it at the next wake or sweep
+                self.server.metrics.blocked_now.dec()
+        self._queue.clear()
+        self._unstarted.clear()
+        self._unfed = b""
+        self._url, self._headers, self._body = [], [], []
+        # The parser holds this protocol's bound methods: a reference cycle, so without
+        # this the protocol and all it parsed waited for a full GC (100,000 headers held
+        # 11 MB each until then).
+        self.parser = None
         if self._disconnected is not None:
             self._disconnected.set()
 
-    def _arm_idle(self) -> None:
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        self._idle_timer = asyncio.get_running_loop().call_later(KEEP_ALIVE_SECONDS, self.close)
+    def eof_received(self) -> bool:
+        """The client sends nothing more (a half-close): answer what it asked, then close."""
+        self._eof = True
+        return not self._lingering and bool(self._queue or self._unfed)
+
+    def pause_writing(self) -> None:
+        # The client does not read its answers: read no more of its requests until it
+        # does (uvicorn's flow control), so answers cannot pile up without bound.
+        self._write_paused = True
+        self._settle()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._pump()
 
     def close(self) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
+        if self._stopped:
+            return  # refused or ending: what still comes is read and dropped
+        self._unfed = self._unfed + data if self._unfed else data
+        self._pump()
+
+    # ---- the pipeline ----------------------------------------------------------------
+
+    def _pump(self) -> None:
+        """Move this connection on: start the requests parsed, write the answers that are
+        due (in order), parse more of what was received. At most ``limits.pipeline``
+        requests are started per call; the rest wait for the next loop turn, so one
+        connection's pipeline cannot keep the loop from the viewers' answers."""
+        if self.transport is None:
+            return
+        budget = self.limits.pipeline
+        while True:
+            while self._unstarted and budget:
+                self._start(self._unstarted.popleft())
+                budget -= 1
+            self._flush()
+            if not budget or self._unstarted or not self._may_parse():
+                break
+            self._parse()
+            if not self._unstarted:
+                self._flush()  # a refusal or an ASGI request may be due
+                break
+        if not budget and self._resume is None and (self._unstarted or self._may_parse()):
+            self._resume = self._loop.call_soon(self._resumed)
+        self._settle()
+
+    def _resumed(self) -> None:
+        self._resume = None
+        self._pump()
+
+    def _may_parse(self) -> bool:
+        return (
+            bool(self._unfed)
+            and not self._stopped
+            and not self._write_paused
+            and len(self._queue) < self.limits.pipeline
+        )
+
+    def _settle(self) -> None:
+        """Read from the socket only while there is room for what it brings."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._eof and not self._lingering and not self._queue and not self._unfed:
+            transport.close()
+            return
+        full = len(self._queue) >= self.limits.pipeline
+        want = self._lingering or not (self._stopped or self._write_paused or self._unfed or full)
+        if want is self._reading:
+            return
+        self._reading = want
+        if want:
+            transport.resume_reading()
+        else:
+            transport.pause_reading()
+            if full and not self._stopped:
+                self.server.metrics.limit_hit("pipeline")
+
+    def _parse(self) -> None:
+        """Feed what was received to the parser, a slice at a time, while there is room."""
+        parser = self.parser
+        if parser is None:
+            return
+        data, self._unfed = self._unfed, b""
+        size = len(data)
+        view = memoryview(data) if size > FEED_BYTES else None
+        limits = self.limits
+        pos = 0
         try:
-            self.parser.feed_data(data)
+            while pos < size and len(self._queue) < limits.pipeline:
+                end = min(pos + FEED_BYTES, size)
+                parser.feed_data(data if view is None else view[pos:end])
+                if self._in_head:
+                    self._head_fed += end - pos
+                    if self._head_fed > limits.head_bytes_bound:
+                        raise self._header_bytes_refusal()
+                pos = end
+        except RequestError as refused:
+            self._refuse(refused)
+            return
         except httptools.HttpParserUpgrade:
-            self._send_simple(400, b"upgrades are not supported\n", close=True)
+            self._upgrade_asked()
+            return
+        except httptools.HttpParserCallbackError:
+            halt, self._halt = self._halt, None
+            if halt is not None:
+                self._refuse(halt)
+            elif not self._stopped:
+                log.exception("HTTP parser callback failed")
+                self._refuse(RequestError(500, "", "internal error"))
+            return
         except httptools.HttpParserError:
-            self._send_simple(400, b"malformed HTTP request\n", close=True)
+            self._refuse(RequestError(400, "malformed", "malformed HTTP request"))
+            return
+        if pos < size:
+            self._unfed = data[pos:]
+        if self._in_message and self._message_at < 0:
+            # A request not received whole: its time limit starts (a timer only for these).
+            self._message_at = now = self._loop.time()
+            due = now + limits.header_timeout
+            if due < self._timer_at:
+                self._arm(due)
+
+    def _upgrade_asked(self) -> None:
+        # "A server MAY ignore a received Upgrade header field" (RFC 9110 7.8): the request
+        # is answered over HTTP/1.1, but what follows it is in the other protocol, so the
+        # connection ends after the answer.
+        if self._queue and self._queue[-1].wire is None:
+            self._queue[-1].close = True
+            self._stop_reading()
+        else:
+            self._refuse(RequestError(400, "malformed", "upgrades are not supported"))
+
+    def _stop_reading(self) -> None:
+        self._stopped = True
+        self._unfed = b""
+        self._in_message = self._in_head = False
+        self.parser = None
+
+    def _refuse(self, refused: RequestError) -> None:
+        """Answer a request we will not serve, in its turn, and end the connection."""
+        if refused.limit:
+            self.server.metrics.limit_hit(refused.limit)
+        self._stop_reading()
+        exchange = Exchange(start=time.perf_counter(), close=True)
+        exchange.wire = simple_response(refused.status, refused.message, refused.headers)
+        self._queue.append(exchange)
+
+    def _header_bytes_refusal(self) -> RequestError:
+        limit = self.limits.header_bytes
+        return RequestError(
+            431, "header_bytes", f"request header section larger than {limit} bytes"
+        )
+
+    def _stop_parsing(self, refused: RequestError) -> NoReturn:
+        """In a parser callback: refuse this request and stop parsing at once."""
+        self._halt = refused
+        raise refused
 
     # ---- httptools callbacks ---------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url = b""
+        self._in_message = self._in_head = True
+        self._head_fed = 0
+        self._message_at = -1.0
+        self._url = []
+        self._url_len = 0
         self._headers = []
-        self._body = b""
+        self._header_bytes = 0
+        self._origin = None
+        self._body = []
+        self._body_len = 0
 
     def on_url(self, url: bytes) -> None:
-        self._url += url
+        self._url_len += len(url)
+        if self._url_len > self.limits.request_line_bytes:
+            limit = self.limits.request_line_bytes
+            self._stop_parsing(
+                RequestError(414, "request_line", f"request target longer than {limit} bytes")
+            )
+        self._url.append(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
+        limits = self.limits
+        if len(self._headers) >= limits.header_fields:
+            self._stop_parsing(
+                RequestError(
+                    431, "header_fields", f"more than {limits.header_fields} request header fields"
+                )
+            )
+        self._header_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        if self._header_bytes > limits.header_bytes:
+            self._stop_parsing(self._header_bytes_refusal())
+        name = name.lower()
+        if name == b"origin":
+            self._origin = value
+        self._headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        refused = version_refusal(cast(httptools.HttpRequestParser, self.parser).get_http_version())
+        if refused is not None:
+            self._stop_parsing(refused)
 
     def on_body(self, body: bytes) -> None:
-        if len(self._body) + len(body) > MAX_BODY:
-            self._send_simple(413, b"request body too large\n", close=True)
-            return
-        self._body += body
+        self._body_len += len(body)
+        if self._body_len > MAX_BODY:
+            self._stop_parsing(RequestError(413, "body_bytes", "request body too large"))
+        self._body.append(body)
 
     def on_message_complete(self) -> None:
-        if self.transport is None or self.transport.is_closing():
-            return
-        self.busy = True
-        # One request at a time per connection: read the next once this one is answered.
-        self.transport.pause_reading()
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-        self.keep_alive = self.parser.should_keep_alive() and not self.server.draining
-        method = self.parser.get_method()
-        self._method = method
-        url = httptools.parse_url(self._url)
-        path = url.path.decode("latin-1")
-        query = url.query or b""
-        if path.startswith("/live/") and method in (b"GET", b"HEAD"):
-            self._live(path, query)
+        parser = cast(httptools.HttpRequestParser, self.parser)
+        self._in_message = False
+        keep_alive = parser.should_keep_alive() and not self.server.draining
+        raw = self._url[0] if len(self._url) == 1 else b"".join(self._url)
+        try:
+            url = httptools.parse_url(raw)
+        except httptools.HttpParserInvalidURLError:
+            self._stop_parsing(RequestError(400, "malformed", "malformed request target"))
+        exchange = Exchange(start=time.perf_counter(), close=not keep_alive)
+        method = parser.get_method()
+        exchange.method = method
+        exchange.head_only = method == b"HEAD"
+        exchange.raw_path = url.path or b"/"
+        exchange.path = exchange.raw_path.decode("latin-1")
+        exchange.query = url.query or b""
+        self._queue.append(exchange)
+        if exchange.path.startswith("/live/") and (method == b"GET" or exchange.head_only):
+            exchange.origin = self.server.allowed_origin(self._origin)
+            self._unstarted.append(exchange)
         else:
-            self._asgi_task = asyncio.get_running_loop().create_task(
-                self._asgi(method, url.path, query)
-            )
+            exchange.asgi = True
+            exchange.version = parser.get_http_version()
+            exchange.headers = self._headers
+            exchange.body = self._body[0] if len(self._body) == 1 else b"".join(self._body)
+        if not keep_alive:
+            # "The server MUST NOT process any further requests received on that
+            # connection" (RFC 9112 9.6): answer this one, read no more.
+            self._stop_reading()
+            raise _StopParsingError
+
+    # ---- answers, in order -----------------------------------------------------------
+
+    def _flush(self) -> None:
+        """Write every answer that is due, in request order; run the ASGI one at the head."""
+        queue = self._queue
+        wrote = False
+        while queue:
+            exchange = queue[0]
+            if exchange.asgi:
+                if exchange.task is None:
+                    exchange.task = self._loop.create_task(self._asgi(exchange))
+                break
+            data = exchange.wire
+            reply = exchange.reply
+            if data is None:
+                if reply is None:
+                    break  # held, or asking Redis: the ones after it wait
+                if self.server.draining and len(queue) == 1:
+                    exchange.close = True
+                data = live_response(
+                    reply, head_only=exchange.head_only, origin=exchange.origin,
+                    close=exchange.close,
+                )  # fmt: skip
+                self.server.metrics.observe(
+                    reply.route, reply.status, time.perf_counter() - exchange.start
+                )
+            queue.popleft()
+            self._write(data)
+            wrote = True
+            if exchange.close:
+                self._linger()
+                return
+        if wrote and not queue:
+            self._became_idle()
+
+    def answer(self, exchange: Exchange, reply: Reply) -> None:
+        """An LL-HLS answer is ready (now or later): written once those before it are."""
+        exchange.reply = reply
+        if self._queue and self._queue[0] is exchange:
+            self._pump()
+
+    def _became_idle(self) -> None:
+        self._served = True
+        self._idle_at = now = self._loop.time()
+        due = now + self.limits.keep_alive
+        if due < self._timer_at:  # rarely: the timer is lazy (see _on_timer)
+            self._arm(due)
 
     # ---- LL-HLS ----------------------------------------------------------------------
 
-    def _live(self, path: str, query: bytes) -> None:
-        start = time.perf_counter()
-        loop = asyncio.get_running_loop()
+    def _start(self, exchange: Exchange) -> None:
         try:
-            decision = decide(path, query, self.server.services, loop.time())
+            decision = decide(
+                exchange.path, exchange.query, self.server.services, self._loop.time()
+            )
         except HttpError as exc:
             decision = error_reply(exc)
+        except Exception:
+            log.exception("LL-HLS request failed: %s", exchange.path[:200])
+            decision = error_reply(HttpError(500, "internal error"))
         if isinstance(decision, Later):
-            self._asgi_task = loop.create_task(self._later(decision, start))
-            return
-        self._hold_or_finish(decision, start)
+            exchange.task = self._loop.create_task(self._later(exchange, decision))
+        elif isinstance(decision, Reply):
+            exchange.reply = decision
+        else:
+            self._hold(exchange, decision)
 
-    def _hold_or_finish(self, decision: Reply | Pending, start: float) -> None:
-        if isinstance(decision, Reply):
-            self.finish_live(decision, start)
-            return
+    def _hold(self, exchange: Exchange, pending: Pending) -> None:
         self.server.metrics.blocked_now.inc()
-        self.server.hold(decision.feed, Held(self, decision, start))
+        exchange.held = Held(self, exchange, pending)
+        self.server.hold(pending.feed, exchange.held)
 
-    async def _later(self, later: Later, start: float) -> None:
+    async def _later(self, exchange: Exchange, later: Later) -> None:
         """Requests that ask Redis first (multivariant, signed, archive): one task each."""
         try:
             decision = await later.run()
@@ -327,64 +790,42 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:
             log.exception("LL-HLS request failed")
             decision = error_reply(HttpError(500, "internal error"))
-        self._hold_or_finish(decision, start)
-
-    def finish_live(self, reply: Reply, start: float) -> None:
-        head = [
-            b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"")),
-            b"content-type: ", reply.content_type, b"\r\n",
-            b"cache-control: ", reply.cache_control, b"\r\n",
-            b"content-length: %d\r\n" % len(reply.body),
-        ]  # fmt: skip
-        for name, value in reply.headers:
-            head += [name, b": ", value, b"\r\n"]
-        origin = self._origin()
-        if origin is not None:
-            head += [b"access-control-allow-origin: ", origin, b"\r\n"]
-            if origin != b"*":
-                head.append(b"vary: Origin\r\n")
-        if not self.keep_alive:
-            head.append(b"connection: close\r\n")
-        head.append(b"\r\n")
-        if self._method != b"HEAD":
-            head.append(reply.body)
-        self._write(b"".join(head))
-        self.server.metrics.observe(reply.route, reply.status, time.perf_counter() - start)
-        self._done()
-
-    def _origin(self) -> bytes | None:
-        if self.server.any_origin:
-            return b"*"
-        for name, value in self._headers:
-            if name == b"origin":
-                return value if value in self.server.origins else None
-        return None
+        if self.transport is None:
+            return  # the viewer is gone
+        if isinstance(decision, Reply):
+            self.answer(exchange, decision)
+        else:
+            self._hold(exchange, decision)
 
     # ---- everything else: the ASGI application ---------------------------------------
 
-    async def _asgi(self, method: bytes, raw_path: bytes, query: bytes) -> None:
+    async def _asgi(self, exchange: Exchange) -> None:
+        """Run at the head of the queue: what it sends is written as it comes."""
         start = time.perf_counter()
         transport = self.transport
         assert transport is not None
+        method = exchange.method
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
         scope: Scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},
-            "http_version": "1.1",
+            "http_version": exchange.version,
             "method": method.decode(),
             "scheme": "http",
-            "path": unquote(raw_path.decode("latin-1")),
-            "raw_path": raw_path,
-            "query_string": query,
+            "path": unquote(exchange.path),
+            "raw_path": exchange.raw_path,
+            "query_string": exchange.query,
             "root_path": "",
-            "headers": self._headers,
+            "headers": exchange.headers,
             "client": (peer[0], peer[1]),
             "server": (local[0], local[1]),
             "state": {},
         }
-        body = self._body
-        self._disconnected = asyncio.Event()
+        body = exchange.body
+        if self._disconnected is None:
+            self._disconnected = asyncio.Event()
+        disconnected = self._disconnected
         sent_body = False
         status = 500
         chunked = False
@@ -395,8 +836,7 @@ class HttpProtocol(asyncio.Protocol):
             if not sent_body:
                 sent_body = True
                 return {"type": "http.request", "body": body, "more_body": False}
-            assert self._disconnected is not None
-            await self._disconnected.wait()
+            await disconnected.wait()
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
@@ -406,11 +846,13 @@ class HttpProtocol(asyncio.Protocol):
                 status = message["status"]
                 headers = [(k.lower(), v) for k, v in message.get("headers", [])]
                 chunked = not any(k == b"content-length" for k, _ in headers)
+                if self.server.draining and len(self._queue) == 1:
+                    exchange.close = True
                 lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
                 lines += [k + b": " + v + b"\r\n" for k, v in headers]
                 if chunked:
                     lines.append(b"transfer-encoding: chunked\r\n")
-                if not self.keep_alive:
+                if exchange.close:
                     lines.append(b"connection: close\r\n")
                 lines.append(b"\r\n")
                 self._write(b"".join(lines))
@@ -430,39 +872,88 @@ class HttpProtocol(asyncio.Protocol):
         try:
             await self.server.app(scope, receive, send)
         except Exception:
-            log.exception("unhandled error in %s %s", scope["method"], scope["path"])
+            log.exception("unhandled error in %s %s", scope["method"], scope["path"][:200])
             if not started:
-                self._send_simple(500, b"internal error\n", close=True)
-                return
-            self.keep_alive = False
+                self._write(simple_response(500, "internal error"))
+            exchange.close = True
         finally:
             route = getattr(scope.get("route"), "path", "unmatched")
             self.server.metrics.observe(route, status, time.perf_counter() - start)
-        self._done()
+        if self._queue and self._queue[0] is exchange:
+            self._queue.popleft()
+            if exchange.close:
+                self._linger()
+            elif not self._queue:
+                self._became_idle()
+        self._pump()
 
-    # ---- writing ---------------------------------------------------------------------
+    # ---- writing and ending ----------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
-    def _send_simple(self, status: int, body: bytes, *, close: bool) -> None:
-        self._write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
-            b"content-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, _REASONS.get(status, b""), len(body), body)
-        )
-        if close:
-            self.close()
-
-    def _done(self) -> None:
-        self.busy = False
-        if not self.keep_alive:
-            self.close()
+    def _linger(self) -> None:
+        """End the connection after the answer just written (see :data:`LINGER_SECONDS`)."""
+        self._stop_reading()
+        transport = self.transport
+        if transport is None or transport.is_closing() or self._lingering:
             return
-        if self.transport is not None and not self.transport.is_closing():
-            self._arm_idle()
-            self.transport.resume_reading()
+        if self._eof or not transport.can_write_eof():
+            transport.close()  # nothing more will come from the client
+            return
+        self._lingering = True
+        transport.write_eof()  # after what is buffered: the client reads it, then EOF
+        self._arm(self._loop.time() + LINGER_SECONDS)
+
+    # ---- time limits: one timer per connection, re-armed lazily ----------------------
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """Whichever limit applies now: lingering, the request's, the idle connection's.
+
+        The idle deadline moves with every answer, so it is checked when the timer fires
+        rather than re-armed per request.
+        """
+        self._timer = None
+        self._timer_at = math.inf
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._lingering:
+            transport.close()
+            return
+        now = self._loop.time()
+        limits = self.limits
+        if self._in_message:
+            due = (self._message_at if self._message_at >= 0 else now) + limits.header_timeout
+            if now >= due:
+                what = "head" if self._in_head else "body"
+                self._refuse(
+                    RequestError(
+                        408, "header_timeout",
+                        f"request {what} not received within {limits.header_timeout:g} seconds",
+                    )
+                )  # fmt: skip
+                self._pump()
+                return
+        elif not self._queue:
+            due = self._idle_at + (limits.keep_alive if self._served else limits.header_timeout)
+            if now >= due:
+                self.server.metrics.limit_hit(
+                    "keep_alive_timeout" if self._served else "header_timeout"
+                )
+                transport.close()
+                return
+        else:
+            # Requests in flight: held ones end by their own deadline. Look again later.
+            due = now + limits.keep_alive
+        self._arm(due)
 
 
 class _Lifespan:

@@ -1,0 +1,468 @@
+"""The edge's HTTP/1.1 protocol class without a socket (as uvicorn tests its protocols).
+
+A fake transport records what the protocol writes, closes, pauses and resumes; bytes go in
+through ``data_received`` exactly as a client would send them, and the tests compare the
+exact bytes written. The LL-HLS windows are in memory (no Redis): a part "lands" when a
+test applies it and wakes the held requests, as the hub does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from types import SimpleNamespace
+from typing import Any, cast
+
+import pytest
+from prometheus_client import generate_latest
+from redis.asyncio import Redis
+
+from cascade.core.schema import InitEntry, PartEntry, RenditionInfo, StreamMeta, StreamState
+from cascade.core.settings import EdgeSettings
+from cascade.edge.cache import ByteCache
+from cascade.edge.hub import Hub, RenditionFeed, StreamView
+from cascade.edge.live import Services
+from cascade.edge.metrics import Metrics
+from cascade.edge.ondemand import OnDemand
+from cascade.edge.server import EdgeServer, HttpProtocol
+from cascade.edge.sessions import MemorySessionStore, SessionConfig
+from cascade.edge.window import RenditionWindow
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_task_leaks")]
+
+INIT = b"init-360p"
+INIT_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncache-control: public, max-age=30\r\n"
+    b"content-length: 9\r\naccess-control-allow-origin: *\r\n\r\n" + INIT
+)
+
+
+def part_response(msn: int, index: int, *, head: bool = False) -> bytes:
+    body = f"{msn}.{index};".encode()
+    return (
+        b"HTTP/1.1 200 OK\r\ncontent-type: video/mp4\r\ncache-control: public, max-age=30\r\n"
+        b"content-length: %d\r\naccess-control-allow-origin: *\r\n\r\n" % len(body)
+    ) + (b"" if head else body)
+
+
+def refusal(status: int, message: str, extra: bytes = b"") -> bytes:
+    body = (message + "\n").encode()
+    return (
+        b"HTTP/1.1 %d %s\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"content-length: %d\r\n%sconnection: close\r\n\r\n%s"
+        % (status, HTTPStatus(status).phrase.encode(), len(body), extra, body)
+    )
+
+
+def get(path: str, method: str = "GET", extra: bytes = b"") -> bytes:
+    return b"%s %s HTTP/1.1\r\nHost: edge\r\n%s\r\n" % (method.encode(), path.encode(), extra)
+
+
+class FakeTransport(asyncio.Transport):
+    """What the protocol did to its connection: bytes written, pauses, half-close, close."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.written = bytearray()
+        self.reading = True
+        self.pauses = 0
+        self.eof_written = False
+        self.closed = asyncio.Event()
+        self.ended = asyncio.Event()  # closed, or half-closed after the last answer
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        assert not self.closed.is_set(), "write after close"
+        self.written += data
+
+    def take(self) -> bytes:
+        out = bytes(self.written)
+        self.written.clear()
+        return out
+
+    def close(self) -> None:
+        self.closed.set()
+        self.ended.set()
+
+    def is_closing(self) -> bool:
+        return self.closed.is_set()
+
+    def pause_reading(self) -> None:
+        self.reading = False
+        self.pauses += 1
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+    def is_reading(self) -> bool:
+        return self.reading
+
+    def can_write_eof(self) -> bool:
+        return True
+
+    def write_eof(self) -> None:
+        self.eof_written = True
+        self.ended.set()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return {"peername": ("127.0.0.1", 50000), "sockname": ("127.0.0.1", 8080)}.get(
+            name, default
+        )
+
+
+async def hello_app(scope: Any, receive: Any, send: Any) -> None:
+    """The ASGI side: ``hello <path>`` for every request."""
+    await receive()
+    body = b"hello " + scope["path"].encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain"), (b"content-length", b"%d" % len(body))],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+@dataclass
+class Bench:
+    """One edge server (not listening) with an in-memory stream, and its connections."""
+
+    server: EdgeServer
+    feed: RenditionFeed
+    metrics: Metrics
+    transports: list[FakeTransport] = field(default_factory=list)
+
+    def connect(self) -> tuple[HttpProtocol, FakeTransport]:
+        protocol = HttpProtocol(self.server)
+        transport = FakeTransport()
+        protocol.connection_made(transport)
+        self.transports.append(transport)
+        return protocol, transport
+
+    def land(self, msn: int, index: int) -> None:
+        """A part arrives: applied to the window, then the held requests are woken."""
+        self.feed.window.apply(_part(msn, index))
+        self.feed.signal.notify()
+        if self.feed.waiters is not None:
+            self.feed.waiters.wake()
+
+    def limit_hits(self) -> dict[str, float]:
+        hits = {}
+        for family in self.metrics.registry.collect():
+            for sample in family.samples:
+                if sample.name == "cascade_edge_limit_hits_total":
+                    hits[sample.labels["limit"]] = sample.value
+        return hits
+
+
+def _part(msn: int, index: int) -> PartEntry:
+    return PartEntry(msn, index, 0.1, index == 0, 1.8e9 + msn * 0.5 + index * 0.1,
+                     f"{msn}.{index};".encode())  # fmt: skip
+
+
+def _bench(**settings: Any) -> Bench:
+    config = EdgeSettings(blocking_timeout_factor=0.6, **settings)
+    window = RenditionWindow("360p", max_segments=24)
+    window.apply(InitEntry(INIT, 0))
+    for msn in range(12):
+        for i in range(5 if msn < 11 else 2):
+            window.apply(_part(msn, i))
+    feed = RenditionFeed(window=window, key="cascade:parts:cam1:360p")
+    info = RenditionInfo("360p", 510_400, "avc1.64001e,mp4a.40.2", 640, 360, 30.0)
+    meta = StreamMeta((info,), 0.1, 0.5, 24, StreamState.LIVE, 0)
+    no_redis = cast(Redis, None)  # nothing here reaches Redis: the window is in memory
+    hub = Hub(no_redis)
+    hub.streams["cam1"] = StreamView("cam1", meta, {"360p": feed})
+    services = Services(
+        hub=hub,
+        sessions=MemorySessionStore(SessionConfig()),
+        keys={},
+        cache=ByteCache(capacity_bytes=0),
+        settings=config,
+        on_demand=OnDemand(no_redis),
+    )
+    metrics = Metrics()
+    server = EdgeServer(hello_app, SimpleNamespace(live=services), config, metrics)
+    return Bench(server, feed, metrics)
+
+
+@pytest.fixture
+async def bench() -> AsyncIterator[Bench]:
+    b = _bench()
+    yield b
+    for protocol in list(b.server.connections):
+        protocol.connection_lost(None)
+    await asyncio.sleep(0)  # ASGI tasks of the test end here
+
+
+@pytest.fixture
+def gc_off() -> Iterator[None]:
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def closed(transport: FakeTransport, within: float = 2.0) -> None:
+    """The protocol closes the connection (by its own timer) within ``within`` seconds."""
+    await asyncio.wait_for(transport.closed.wait(), within)
+
+
+async def ended(transport: FakeTransport, within: float = 2.0) -> None:
+    """The protocol ends the connection (FIN after its answer, or close) within ``within``."""
+    await asyncio.wait_for(transport.ended.wait(), within)
+
+
+# ---- answered in request order (RFC 9112 9.3.2) ----------------------------------------
+
+
+async def test_pipelined_responses_come_back_in_request_order(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    # A blocking reload for a part that is not there yet, then an init segment.
+    protocol.data_received(
+        get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=2") + get("/live/cam1/360p/init.mp4")
+    )
+    assert transport.take() == b"", "the init segment must wait for the playlist before it"
+    bench.land(11, 2)
+    written = transport.take()
+    playlist, _, rest = written.partition(b"\r\n\r\n#EXTM3U")
+    assert playlist.startswith(b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.apple.mpegurl")
+    assert rest.endswith(INIT_RESPONSE)
+    assert b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="11.3.m4s"' in rest
+
+
+async def test_an_asgi_answer_waits_for_the_held_request_before_it(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/11.2.m4s") + get("/health"))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert transport.take() == b""
+    bench.land(11, 2)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    written = transport.take()
+    assert written.startswith(part_response(11, 2))
+    assert written.endswith(b"\r\n\r\nhello /health")
+
+
+async def test_a_held_head_reply_has_no_body_whatever_came_after(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    protocol.data_received(
+        get("/live/cam1/360p/11.2.m4s", "HEAD") + get("/live/cam1/360p/init.mp4")
+    )
+    bench.land(11, 2)
+    assert transport.take() == part_response(11, 2, head=True) + INIT_RESPONSE
+
+
+async def test_requests_after_connection_close_are_not_processed(bench: Bench) -> None:
+    # "The server MUST NOT process any further requests received on that connection"
+    # (RFC 9112 9.6) -- and the first one is answered, not refused as malformed.
+    protocol, transport = bench.connect()
+    protocol.data_received(
+        get("/live/cam1/360p/init.mp4", extra=b"Connection: close\r\n")
+        + get("/live/cam1/360p/3.0.m4s")
+    )
+    written = transport.take()
+    assert written == INIT_RESPONSE.replace(b"\r\n\r\n", b"\r\nconnection: close\r\n\r\n", 1)
+    assert transport.eof_written or transport.closed.is_set()
+
+
+# ---- limits: refused before the work grows ---------------------------------------------
+
+
+async def test_a_url_over_the_request_line_limit_gets_414() -> None:
+    bench = _bench(limit_request_line_bytes=1024)
+    protocol, transport = bench.connect()
+    protocol.data_received(b"GET /live/cam1/" + b"a" * 1100)  # not even finished
+    assert transport.take() == refusal(414, "request target longer than 1024 bytes")
+    assert transport.eof_written
+    assert bench.limit_hits() == {"request_line": 1.0}
+    protocol.data_received(b"b" * 100_000 + b" HTTP/1.1\r\n\r\n")  # discarded, not parsed
+    assert transport.take() == b""
+    protocol.connection_lost(None)
+
+
+async def test_a_header_section_over_its_limit_gets_431_before_it_ends() -> None:
+    bench = _bench(limit_request_header_bytes=4096)
+    protocol, transport = bench.connect()
+    protocol.data_received(b"GET /live/cam1.m3u8 HTTP/1.1\r\nHost: edge\r\nX-Big: ")
+    # 64 MiB would follow; the answer comes at the first read past the bound.
+    protocol.data_received(b"v" * (256 << 10))
+    assert transport.take() == refusal(431, "request header section larger than 4096 bytes")
+    assert bench.limit_hits() == {"header_bytes": 1.0}
+    protocol.connection_lost(None)
+
+
+async def test_a_complete_header_over_the_limit_gets_431() -> None:
+    bench = _bench(limit_request_header_bytes=4096)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1.m3u8", extra=b"X-Big: " + b"v" * 5000 + b"\r\n"))
+    assert transport.take() == refusal(431, "request header section larger than 4096 bytes")
+    protocol.connection_lost(None)
+
+
+async def test_too_many_header_fields_get_431() -> None:
+    bench = _bench(limit_request_fields=10)
+    protocol, transport = bench.connect()
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(100_000))
+    protocol.data_received(b"GET /live/cam1.m3u8 HTTP/1.1\r\n" + fields + b"\r\n")
+    assert transport.take() == refusal(431, "more than 10 request header fields")
+    assert bench.limit_hits() == {"header_fields": 1.0}
+    protocol.connection_lost(None)
+
+
+async def test_many_small_header_fields_within_the_limits_are_served(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    fields = b"".join(b"X-%d: %s\r\n" % (i, b"v" * 100) for i in range(90))
+    protocol.data_received(get("/live/cam1/360p/init.mp4", extra=fields))
+    assert transport.take() == INIT_RESPONSE
+
+
+async def test_an_http_09_request_line_gets_400_and_the_connection_closes(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    protocol.data_received(b"GET /\r\n\r\n")
+    assert transport.take() == refusal(400, "HTTP/0.9 is not supported: send HTTP/1.1")
+    assert transport.eof_written
+
+
+async def test_a_malformed_request_after_a_held_one_is_refused_in_its_turn(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/11.2.m4s") + b"GET / HTTP/9.9\r\n\r\n")
+    assert transport.take() == b""
+    bench.land(11, 2)
+    written = transport.take()
+    assert written.startswith(part_response(11, 2))
+    assert written.endswith(refusal(400, "malformed HTTP request"))
+
+
+# ---- time limits (the loop's clock, short limits) ----------------------------------------
+
+
+async def test_an_unfinished_request_head_gets_408_then_close() -> None:
+    bench = _bench(header_timeout_seconds=0.05)
+    protocol, transport = bench.connect()
+    protocol.data_received(b"GET /live/cam1.m3u8 HTTP/1.1\r\nHost: ed")
+    await ended(transport)
+    assert transport.take() == refusal(408, "request head not received within 0.05 seconds")
+    assert bench.limit_hits() == {"header_timeout": 1.0}
+    protocol.connection_lost(None)
+
+
+async def test_a_connection_that_sends_nothing_is_closed_after_the_header_timeout() -> None:
+    bench = _bench(header_timeout_seconds=0.05)
+    protocol, transport = bench.connect()
+    await closed(transport)
+    assert transport.take() == b"", "nothing was asked: nothing to answer"
+    protocol.connection_lost(None)
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout() -> None:
+    bench = _bench(keep_alive_timeout_seconds=0.05, header_timeout_seconds=10)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/init.mp4"))
+    assert transport.take() == INIT_RESPONSE
+    await closed(transport)
+    assert transport.take() == b""
+    assert bench.limit_hits() == {"keep_alive_timeout": 1.0}
+    protocol.connection_lost(None)
+
+
+async def test_a_held_request_is_not_cut_by_the_keep_alive_timeout() -> None:
+    bench = _bench(keep_alive_timeout_seconds=0.05)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/11.2.m4s"))
+    await asyncio.sleep(0.15)  # three keep-alive timeouts while held: still open
+    assert not transport.closed.is_set()
+    bench.land(11, 2)
+    assert transport.take() == part_response(11, 2)
+    protocol.connection_lost(None)
+
+
+# ---- pipelining: bounded, in order, and the loop is shared -------------------------------
+
+
+async def test_reading_pauses_while_the_pipeline_is_full_and_resumes_after() -> None:
+    bench = _bench(limit_pipelined_requests=2)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/11.2.m4s") + get("/live/cam1/360p/11.2.m4s"))
+    assert not transport.is_reading()
+    bench.land(11, 2)
+    assert transport.take() == part_response(11, 2) * 2
+    assert transport.is_reading()
+    protocol.connection_lost(None)
+
+
+async def test_a_long_pipeline_is_answered_in_order_a_batch_per_loop_turn() -> None:
+    bench = _bench(limit_pipelined_requests=4)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/3.0.m4s") * 5000)  # one read
+    # One batch now, the rest in later turns of the loop: a viewer's reload in between
+    # waits for one batch, not for 5,000 answers.
+    assert transport.take() == part_response(3, 0) * 4
+    assert not transport.is_reading()
+    answered = 4
+    for _ in range(5000):
+        answered += transport.take().count(b"HTTP/1.1 200 OK\r\n")
+        if answered == 5000:
+            break
+        await asyncio.sleep(0)
+    assert answered == 5000
+    assert transport.is_reading() and not transport.eof_written
+    assert bench.limit_hits()["pipeline"] >= 1
+    protocol.connection_lost(None)
+
+
+# ---- connections -------------------------------------------------------------------------
+
+
+async def test_a_connection_over_the_limit_gets_503_and_is_closed() -> None:
+    bench = _bench(limit_connections=2)
+    first, _ = bench.connect()
+    second, _ = bench.connect()
+    third, transport = bench.connect()
+    assert transport.take() == refusal(
+        503, "this edge is at its limit of 2 connections: retry", b"retry-after: 1\r\n"
+    )
+    assert transport.eof_written
+    assert bench.limit_hits() == {"connections": 1.0}
+    for protocol in (first, second, third):
+        protocol.connection_lost(None)
+
+
+async def test_a_dropped_connection_frees_its_protocol_without_a_gc_pass(
+    bench: Bench, gc_off: None
+) -> None:
+    def alive() -> int:
+        return sum(isinstance(o, HttpProtocol) for o in gc.get_objects())
+
+    before = alive()
+    protocol, _ = bench.connect()
+    fields = b"".join(b"X-%d: 1\r\n" % i for i in range(50))
+    protocol.data_received(get("/live/cam1/360p/init.mp4", extra=fields))
+    protocol.connection_lost(None)
+    del protocol
+    # Freed by its reference count: a cycle (protocol <-> parser) would wait for a full
+    # GC, and 100,000 headers each held 11 MB until then.
+    assert alive() == before, "the protocol is kept alive by a reference cycle"
+
+
+async def test_a_dropped_connection_gives_up_its_held_requests(bench: Bench) -> None:
+    protocol, _ = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/11.2.m4s"))
+    assert bench.metrics.registry.get_sample_value("cascade_edge_blocked_requests") == 1
+    protocol.connection_lost(None)
+    assert bench.metrics.registry.get_sample_value("cascade_edge_blocked_requests") == 0
+    bench.land(11, 2)  # nothing to answer, nothing to write
+
+
+async def test_limit_hits_are_exported(bench: Bench) -> None:
+    protocol, _ = bench.connect()
+    protocol.data_received(b"GET /\r\n\r\n")
+    text = generate_latest(bench.metrics.registry).decode()
+    assert "# TYPE cascade_edge_limit_hits_total counter" in text
+    assert 'cascade_edge_limit_hits_total{limit="malformed"} 1.0' in text
