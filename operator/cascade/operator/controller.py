@@ -13,7 +13,9 @@ Everything decided here is decided by pure functions (``reconcile``, ``plan_capa
   Redis outage delays a deletion by seconds, never blocks it. The pod and Service go with
   the garbage collector (owner references).
 
-The registry is built by a function (no handlers registered at import).
+The registry is built by a function (no handlers registered at import), one small function
+per group of handlers: ``register_clients`` (startup, login, cleanup), ``register_indexes``,
+``register_wakers``, ``register_daemon`` and ``register_finalizer``.
 """
 
 from __future__ import annotations
@@ -187,9 +189,19 @@ def claim_of(body: Mapping[str, Any], *, own: bool = False) -> StreamDemand | No
 
 
 def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
+    """The operator's handlers, group by group; each group's function can be read alone."""
     registry = kopf.OperatorRegistry()
-    settings = runtime.settings
-    metrics = runtime.metrics
+    register_clients(registry, runtime)
+    register_indexes(registry, runtime.settings)
+    register_wakers(registry, runtime)
+    register_daemon(registry, runtime)
+    register_finalizer(registry, runtime)
+    return registry
+
+
+def register_clients(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Startup (kopf's persistence and posting, the Kubernetes and Redis clients, the demand
+    watcher), login, and cleanup (the watcher stopped, Redis closed)."""
 
     @kopf.on.startup(registry=registry, id="startup")
     async def startup(settings: kopf.OperatorSettings, logger: kopf.Logger, **_: Any) -> None:
@@ -228,6 +240,15 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         if runtime.redis is not None:
             await runtime.redis.aclose()
 
+
+def register_indexes(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """What the watch streams keep: transcoder pods and ingest Services by stream, GPU nodes,
+    every LiveStream's capacity claim and who holds each stream name.
+
+    kopf passes each index to every handler as a keyword named after its id: the daemon
+    (``_Indexes``) and the finalizer read them.
+    """
+
     @kopf.index("pods", labels=MANAGED, registry=registry, id="transcoder_pods")
     def transcoder_pods(
         namespace: str | None, labels: Mapping[str, str], body: kopf.Body, **_: Any
@@ -260,6 +281,11 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
         created = parse_time(meta.get("creationTimestamp")) or 0.0
         return {name: (created, namespace or "")}
 
+
+def register_wakers(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """Watch handlers that wake a stream's daemon at once: an event of its pod or Service,
+    a new spec; a deletion wakes every stream (the capacity freed may start one)."""
+
     @kopf.on.event("pods", labels=MANAGED, registry=registry, id="pod_event")
     def pod_event(namespace: str | None, labels: Mapping[str, str], **_: Any) -> None:
         runtime.wake((namespace or "", labels.get(LABEL_LIVESTREAM, "")))
@@ -283,6 +309,15 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             # A new spec. Events of our own status writes (every status interval) change
             # nothing to do: waking on them would double every pass.
             runtime.wake((namespace or "", name))
+
+
+def register_daemon(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """One daemon per LiveStream: a pass (``_pass``), then sleep until woken or due.
+
+    A failed pass (Kubernetes, Redis, a bug) is counted and retried after a growing delay;
+    it never ends the daemon.
+    """
+    metrics = runtime.metrics
 
     @kopf.daemon(*LIVESTREAMS, registry=registry, cancellation_timeout=10.0, id="run_stream")
     async def run_stream(
@@ -337,6 +372,15 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             if runtime.wakers.get(key) is waker:
                 del runtime.wakers[key]
 
+
+def register_finalizer(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
+    """``on.delete`` (kopf's finalizer): remove the stream's Redis keys, with bounded retries.
+
+    A Redis outage delays a deletion by seconds, never blocks it; keys of a name another
+    namespace's LiveStream uses are kept. The pod and Service go with the garbage collector.
+    """
+    settings, metrics = runtime.settings, runtime.metrics
+
     @kopf.on.delete(*LIVESTREAMS, registry=registry, backoff=1.0, id="remove")
     async def remove(
         name: str,
@@ -375,8 +419,6 @@ def build_registry(runtime: Runtime) -> kopf.OperatorRegistry:
             kopf.warn(body, reason="RedisCleanupSkipped", message=message)
             return
         kopf.info(body, reason="RedisCleaned", message=f"removed {removed} Redis keys")
-
-    return registry
 
 
 class _Indexes:
