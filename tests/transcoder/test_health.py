@@ -118,6 +118,20 @@ def test_bitrate_counts_every_stream_but_fps_only_video() -> None:
     assert meter.fps(0.95) == pytest.approx(10.0)
 
 
+def test_a_fresh_meter_reads_the_full_rate_before_a_whole_window() -> None:
+    # Half a second into a 30 fps, 600 kbps input the window (2 s) is a quarter full:
+    # the rate is over what was seen, not diluted by the window (issue 9: a new stream's
+    # /status showed half, then zero, bitrate and fps).
+    meter = RateMeter(window=2.0)
+    last = feed_steady(meter, start=10.0, seconds=0.5, fps=30, size=2500)
+    assert meter.fps(last) == pytest.approx(30.0)
+    assert meter.bitrate_kbps(last) == pytest.approx(600.0)
+    # One packet alone is no rate yet.
+    single = RateMeter(window=2.0)
+    single.add(5.0, 2500, 1)
+    assert single.fps(5.0) == 0.0
+
+
 def test_old_samples_are_trimmed_when_reading() -> None:
     meter = RateMeter(window=2.0)
     meter.add(0.0, 1000, 1)

@@ -33,12 +33,22 @@ def parse_packet_line(line: str) -> Packet | None:
 
 @dataclass(slots=True)
 class RateMeter:
-    """Bytes and video frames over the last ``window`` seconds."""
+    """Bytes and video frames over the last ``window`` seconds.
+
+    For the first ``window`` seconds after its first packet the meter has not seen a
+    whole window: dividing by the window then read half the true rate one second in
+    (``/status`` showed a fresh stream at half, or zero, bitrate and fps). Until then the
+    rate is taken over the time the samples span: the packets after the first instant,
+    over the time since it.
+    """
 
     window: float = 2.0
     _samples: deque[tuple[float, int, int]] = field(default_factory=deque)  # (t, bytes, frames)
+    _since: float | None = None  # time of the first packet ever seen
 
     def add(self, now: float, size: int, frames: int) -> None:
+        if self._since is None:
+            self._since = now
         self._samples.append((now, size, frames))
         self._trim(now)
 
@@ -46,13 +56,22 @@ class RateMeter:
         while self._samples and self._samples[0][0] < now - self.window:
             self._samples.popleft()
 
-    def bitrate_kbps(self, now: float) -> float:
+    def _rate(self, now: float, column: int) -> float:
         self._trim(now)
-        return sum(s[1] for s in self._samples) * 8 / 1000 / self.window
+        samples = self._samples
+        if self._since is not None and now - self._since < self.window:
+            first = samples[0][0] if samples else now
+            span = samples[-1][0] - first if samples else 0.0
+            if span <= 0:
+                return 0.0  # one instant seen: no rate yet
+            return sum(s[column] for s in samples if s[0] > first) / span
+        return sum(s[column] for s in samples) / self.window
+
+    def bitrate_kbps(self, now: float) -> float:
+        return self._rate(now, 1) * 8 / 1000
 
     def fps(self, now: float) -> float:
-        self._trim(now)
-        return sum(s[2] for s in self._samples) / self.window
+        return self._rate(now, 2)
 
 
 def speed(media_seconds: float, wall_seconds: float) -> float:
