@@ -376,7 +376,8 @@ def validity_step(body: Mapping[str, Any], *, name_holder: str | None) -> LiveSt
     try:
         stream = parse_stream(body)
     except ValidationError as exc:
-        return Refused("InvalidSpec", "; ".join(format_validation_error(exc, prefix="spec.")))
+        # The loc of a LiveStream error already starts with "spec".
+        return Refused("InvalidSpec", "; ".join(format_validation_error(exc)))
     if name_holder is not None:
         return Refused(
             "NameConflict",
