@@ -248,6 +248,11 @@ class Health:
     last_error: str = ""
     reason: str = ""  # CamelCase reason for the state, e.g. "InputSilent"
     updated_at: float = 0.0
+    # Segments the transcoder dropped, whole and oldest first, because Redis was away
+    # longer than its outage buffer holds (since it started; 0: nothing lost).
+    lost_segments: int = 0
+    # Bytes of parts waiting for Redis right now (after an outage, or a slow Redis).
+    redis_backlog_bytes: int = 0
 
     def encode(self) -> dict[str, str]:
         return {
@@ -260,6 +265,8 @@ class Health:
             "last_error": self.last_error,
             "reason": self.reason,
             "updated_at": f"{self.updated_at:.3f}",
+            "lost_segments": str(self.lost_segments),
+            "redis_backlog_bytes": str(self.redis_backlog_bytes),
         }
 
     @classmethod
@@ -275,4 +282,6 @@ class Health:
             last_error=d.get("last_error", ""),
             reason=d.get("reason", ""),
             updated_at=float(d.get("updated_at", 0)),
+            lost_segments=int(d.get("lost_segments", 0)),
+            redis_backlog_bytes=int(d.get("redis_backlog_bytes", 0)),
         )

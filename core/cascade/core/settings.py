@@ -17,6 +17,8 @@ from typing import Annotated, Self
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from cascade.core.redisurl import SENTINEL_SCHEME, parse_redis_url
+
 # A signing key shorter than this is refused: HMAC-SHA256 wants 32 random bytes.
 MIN_SIGNING_KEY_BYTES = 32
 _KID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # fullmatch: "$" passes a final "\n"
@@ -87,8 +89,19 @@ class _Base(BaseSettings):
     redis_url: str = Field(
         default="redis://127.0.0.1:6379/0",
         validation_alias=AliasChoices("REDIS_URL", "redis_url"),
-        description="Redis holding every live part, stream state and viewer session.",
+        description="Redis holding every live part, stream state and viewer session: "
+        "redis://host:6379/0, or a Sentinel-watched primary as "
+        "redis+sentinel://sentinel1:26379,sentinel2:26379/mymaster/0 (see core/redisurl.py).",
     )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        # A malformed Sentinel URL fails at start, naming the part, not at the first
+        # connect. Other schemes are left to the client as before (redis-py takes unix://).
+        if value.lower().startswith(f"{SENTINEL_SCHEME}://"):
+            parse_redis_url(value)
+        return value
 
 
 class EdgeSettings(_Base):
@@ -340,6 +353,40 @@ class TranscoderSettings(_Base):
         description="Complete segments are also kept in Redis (one key each, with this TTL) "
         "for requests older than the live window; 0 keeps none. Costs bitrate x seconds "
         "of Redis memory per rendition.",
+    )
+    outage_buffer_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        validation_alias=AliasChoices("CASCADE_OUTAGE_BUFFER_SECONDS", "outage_buffer_seconds"),
+        description="While Redis is unreachable (restart, failover, a stall), parts are kept "
+        "this long and published in order once it is back; older whole segments are dropped "
+        "(counted in the health's lost_segments). 0 keeps none. Costs bitrate x seconds of "
+        "transcoder memory during an outage only.",
+    )
+    outage_buffer_bytes: int = Field(
+        default=128 * 1024 * 1024,
+        ge=0,
+        validation_alias=AliasChoices("CASCADE_OUTAGE_BUFFER_BYTES", "outage_buffer_bytes"),
+        description="At most this many bytes of parts are held for Redis (the outage buffer "
+        "plus the replay tail); past it the oldest whole segments are dropped. 128 MiB holds "
+        "30 s of a 30 Mbit/s ladder, within the transcoder pod's 2 GiB limit.",
+    )
+    redis_replay_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias=AliasChoices("CASCADE_REDIS_REPLAY_SECONDS", "redis_replay_seconds"),
+        description="Parts Redis already acknowledged are kept this long too: after a "
+        "reconnect, whatever of them the new Redis lacks (a replica promoted before it had "
+        "them, a restart from an older dump) is sent again, without duplicates. Costs "
+        "bitrate x seconds of memory at all times.",
+    )
+    redis_stall_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("CASCADE_REDIS_STALL_SECONDS", "redis_stall_seconds"),
+        description="A Redis connection that answered nothing for this long while answers are "
+        "due (a frozen server, a dead peer TCP has not noticed) is dropped and made again; "
+        "parts meanwhile wait in the outage buffer.",
     )
 
 
