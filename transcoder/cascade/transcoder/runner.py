@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from cascade.cmaf import parse_init
 from cascade.core import schema
@@ -39,7 +40,7 @@ from cascade.core.spec import LiveStream, Mode, SourceType
 from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
 from cascade.transcoder.packager import RenditionPackager, Timeline
-from cascade.transcoder.resp import Arg, RespWriter
+from cascade.transcoder.resp import Arg, RespWriter, Segment
 
 log = logging.getLogger("cascade.transcoder")
 
@@ -97,7 +98,14 @@ class StreamRunner:
         self._segment_parts: dict[str, tuple[int, list[bytes]]] = {}
         self._seg_bytes: dict[str, tuple[int, int, float]] = {}  # rendition -> (msn, bytes, dur)
         self._maxlen = self._window_entries()
-        self.writer = RespWriter(settings.redis_url)
+        self.writer = RespWriter(
+            settings.redis_url,
+            buffer_seconds=settings.outage_buffer_seconds,
+            buffer_bytes=settings.outage_buffer_bytes,
+            replay_seconds=settings.redis_replay_seconds,
+            stall_seconds=settings.redis_stall_seconds,
+            name=self.name,
+        )
 
     def _window_entries(self) -> int:
         d = self.spec.delivery
@@ -110,11 +118,12 @@ class StreamRunner:
     async def run(self) -> None:
         """Run until cancelled; then end the stream cleanly (EXT-X-ENDLIST)."""
         self.status.started_at = self.clock()
-        await self.redis.sadd(schema.STREAMS_SET, self.name)
         try:
-            await self.writer.connect()
-        except OSError as exc:  # the first send() tries again
+            await self.redis.sadd(schema.STREAMS_SET, self.name)
+        except (RedisError, OSError) as exc:  # the health loop adds it again, every interval
             log.warning("stream %s: redis not reachable yet: %s", self.name, exc)
+        # Parts produced before the connection is up wait in the writer's outbox.
+        await self.writer.start()
         health_task = asyncio.create_task(self._health_loop(), name=f"health:{self.name}")
         backoff = self.settings.backoff_initial_seconds
         try:
@@ -152,10 +161,14 @@ class StreamRunner:
         self.status.state = StreamState.ENDED
         self.status.reason = "Stopped"
         # On the parts' own connection, so the end never overtakes the last part.
-        self.writer.send(
-            *(self._xadd(r.name, EndEntry(self.generation)) for r in self.spec.transcode.renditions)
+        self.writer.publish(
+            [
+                (self._xadd(r.name, EndEntry(self.generation)), None)
+                for r in self.spec.transcode.renditions
+            ]
         )
-        await self.writer.flush(2)
+        if not await self.writer.flush(2):
+            log.warning("stream %s: ended before redis confirmed its last parts", self.name)
         await self.redis.hset(schema.health_key(self.name), mapping=self._health().encode())  # type: ignore[arg-type]
 
     async def _kill(self) -> None:
@@ -360,40 +373,48 @@ class StreamRunner:
         return args
 
     def _publish(self, rendition: str, packager: RenditionPackager, entries: list[Entry]) -> None:
-        """Write the entries (and the stream's meta once known) to Redis, in order, now."""
-        commands: list[list[Arg]] = []
+        """Write the entries (and the stream's meta once known) to Redis, in order, now.
+
+        Each ordered command carries the segment it belongs to, so that a long outage drops
+        whole segments; inits and ends belong to none and are always kept. The meta is
+        state: skipped while Redis is away, re-asserted by the health loop.
+        """
+        commands: list[tuple[list[Arg], Segment | None]] = []
         for entry in entries:
+            segment: Segment | None = None
             if isinstance(entry, InitEntry):
                 self._inits[rendition] = entry.data
-                commands.append(["SET", schema.init_key(self.name, rendition), entry.data])
+                commands.append((["SET", schema.init_key(self.name, rendition), entry.data], None))
             elif isinstance(entry, PartEntry):
                 self._note_part(rendition, packager, entry)
                 archive = self._archive(rendition, entry)
                 if archive is not None:
                     commands.append(archive)
-            commands.append(self._xadd(rendition, entry))
+                segment = (rendition, entry.msn)
+            commands.append((self._xadd(rendition, entry), segment))
         meta = self._meta_if_ready()
+        state: list[list[Arg]] = []
         if meta is not None:
             hset: list[Arg] = ["HSET", schema.meta_key(self.name)]
             for name, value in meta.encode().items():
                 hset += (name, value)
-            commands.append(hset)
+            state.append(hset)
         steady = len(commands) == 1 and isinstance(entries[0], PartEntry) and meta is None
-        self.writer.send(*commands, replies=not steady)
+        self.writer.publish(commands, replies=not steady, state=state)
 
-    def _archive(self, rendition: str, part: PartEntry) -> list[Arg] | None:
+    def _archive(self, rendition: str, part: PartEntry) -> tuple[list[Arg], Segment | None] | None:
         """When a segment completes, one key with its bytes for requests past the window."""
         if self.settings.archive_seconds <= 0:
             return None
         msn, parts = self._segment_parts.get(rendition, (part.msn, []))
-        command: list[Arg] | None = None
+        command: tuple[list[Arg], Segment | None] | None = None
         if part.msn != msn and parts:
             d = self.spec.delivery
             ttl = schema.archive_ttl_seconds(
                 self.settings.archive_seconds, d.segment_duration_ms / 1000, d.window_segments
             )
             key = schema.archive_segment_key(self.name, rendition, msn)
-            command = ["SET", key, b"".join(parts), "EX", ttl]
+            command = (["SET", key, b"".join(parts), "EX", ttl], (rendition, msn))
             parts = []
         parts.append(part.data)
         self._segment_parts[rendition] = (part.msn, parts)
@@ -474,6 +495,8 @@ class StreamRunner:
             last_error=s.last_error,
             reason=s.reason,
             updated_at=now,
+            lost_segments=self.writer.outbox.lost_segments,
+            redis_backlog_bytes=self.writer.outbox.pending_bytes,
         )
 
     def _health_commands(self) -> list[list[Arg]]:
@@ -501,7 +524,7 @@ class StreamRunner:
 
     async def _write_health(self) -> None:
         # On the parts' connection: no awaiting, and health never overtakes a part.
-        self.writer.send(*self._health_commands())
+        self.writer.send_state(*self._health_commands())
 
     async def _health_loop(self) -> None:
         while True:
