@@ -9,7 +9,6 @@ from cascade.edge.window import (
     PlaylistContext,
     RenditionWindow,
     Wait,
-    advance_part_limit,
     build_media_playlist,
 )
 from cascade.hls.playlist import render_media_playlist
@@ -100,13 +99,6 @@ def test_end_closes_the_last_segment_and_the_playlist() -> None:
     text = render_media_playlist(build_media_playlist(w, CTX))
     assert text.rstrip().endswith("#EXT-X-ENDLIST")
     assert "PRELOAD-HINT" not in text
-
-
-def test_advance_part_limit_follows_the_rfc() -> None:
-    assert advance_part_limit(0.1) == 30
-    assert advance_part_limit(0.333) == 9
-    assert advance_part_limit(1.0) == 3
-    assert advance_part_limit(2.0) == 3
 
 
 @pytest.mark.parametrize(

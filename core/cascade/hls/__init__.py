@@ -15,6 +15,9 @@ Bottom floor: stdlib only, no I/O, no clock. Modules:
 - ``playlist``: ``MediaPlaylist`` / ``Variant`` and ``render_media_playlist`` /
   ``render_multivariant_playlist`` (called per request by the edge);
 - ``parse``: playlist text back into the model (``PlaylistError`` on malformed input);
+- ``limits``: the numbers derived from target durations and positions (advance limits,
+  PART-HOLD-BACK, CAN-SKIP-UNTIL, EXT-X-TARGETDURATION...), used by the edge's window, the
+  renderer and the checker alike;
 - ``rules``: ``check_media_playlist`` / ``check_multivariant_playlist`` return ``Violation`` s.
 """
 

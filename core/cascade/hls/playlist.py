@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from cascade.hls.limits import part_retention
 from cascade.hls.tags import (
     format_decimal,
     render_extinf,
@@ -145,13 +146,11 @@ def _segment_tags(out: list[str], seg: Segment) -> None:
 
 
 def _first_segment_with_parts(pl: MediaPlaylist, partial_duration: float) -> int:
-    # RFC 8216bis 6.2.2: "EXT-X-PART tags SHOULD be removed from the Playlist after they are
-    # greater than three Target Durations from the end of the Playlist."
-    # A segment keeps its parts while its start is within three Target Durations of the end of
-    # the Playlist (the end of the last part). All or none per segment: players number parts
-    # by their position in the segment.
+    # RFC 8216bis 6.2.2 (``part_retention``): a segment keeps its parts while its start is
+    # within three Target Durations of the end of the Playlist (the end of the last part).
+    # All or none per segment: players number parts by their position in the segment.
     segments = pl.segments
-    limit = 3 * pl.target_duration + FLOAT_TOLERANCE
+    limit = part_retention(pl.target_duration) + FLOAT_TOLERANCE
     tail = partial_duration
     first = len(segments)
     for i in range(len(segments) - 1, -1, -1):

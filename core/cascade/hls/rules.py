@@ -3,7 +3,9 @@
 Each rule has an id (``RULES``). Ids without a prefix enforce a sentence of RFC 8216bis (quoted
 above the check); ``cascade-`` ids are Cascade's own design rules, stricter than the spec, and
 say why. The checker is lenient where the parser is strict: it reports every problem it can
-find rather than stopping at the first.
+find rather than stopping at the first. The thresholds that are numbers (PART-HOLD-BACK,
+CAN-SKIP-UNTIL, part durations) are the functions of ``cascade.hls.limits`` the edge renders
+with, so a served playlist and its check cannot disagree.
 """
 
 from __future__ import annotations
@@ -14,6 +16,12 @@ from dataclasses import dataclass, field
 from itertools import pairwise
 from types import MappingProxyType
 
+from cascade.hls.limits import (
+    min_can_skip_until,
+    min_part_duration,
+    min_part_hold_back,
+    recommended_part_hold_back,
+)
 from cascade.hls.parse import Line, tokenize
 from cascade.hls.tags import (
     InfTag,
@@ -264,19 +272,19 @@ def _check_header(media: _Media, out: list[Violation]) -> None:
                 Violation("part-hold-back", media.control_line, "PART-HOLD-BACK is required")
             )
         else:
-            if phb < 2 * pt - _EPS:
+            if phb < min_part_hold_back(pt) - _EPS:
                 msg = f"PART-HOLD-BACK {phb} < 2 x PART-TARGET {pt}"
                 out.append(Violation("part-hold-back", media.control_line, msg))
             # RFC 8216bis 4.4.3.8: "Its value SHOULD be at least three times the Part Target
             # Duration." Cascade makes it a requirement: at 2x a single late part stalls.
-            if phb < 3 * pt - _EPS:
+            if phb < recommended_part_hold_back(pt) - _EPS:
                 msg = f"PART-HOLD-BACK {phb} < 3 x PART-TARGET {pt}"
                 out.append(Violation("cascade-part-hold-back-3x", media.control_line, msg))
 
     # RFC 8216bis 4.4.3.8 CAN-SKIP-UNTIL: "The Skip Boundary MUST be at least six times the
     # Target Duration."
     skip_until = control.can_skip_until if control is not None else None
-    if skip_until is not None and td is not None and skip_until < 6 * td - _EPS:
+    if skip_until is not None and td is not None and skip_until < min_can_skip_until(td) - _EPS:
         msg = f"CAN-SKIP-UNTIL {skip_until} < 6 x TARGETDURATION {td}"
         out.append(Violation("can-skip-until", media.control_line, msg))
 
@@ -361,7 +369,7 @@ def _check_parts(media: _Media, out: list[Violation]) -> None:
             # Segment of any Parent Segment."
             # The last listed part of the segment being written may turn out to be its final.
             exempt = tag.independent or tag.gap or j == last or parts[j + 1].tag.gap
-            if not exempt and tag.duration < 0.85 * pt - _EPS:
+            if not exempt and tag.duration < min_part_duration(pt) - _EPS:
                 msg = f"part {tag.uri} lasts {tag.duration} < 85% of PART-TARGET {pt}"
                 out.append(Violation("part-duration-min", ref.line, msg))
 

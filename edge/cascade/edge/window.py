@@ -2,17 +2,26 @@
 
 Pure: entries from the Redis stream go in (:meth:`RenditionWindow.apply`), playlists
 and bytes come out. The Redis follower (``hub``) and the HTTP layer (``app``) are thin
-shells around this module, so the LL-HLS rules here are tested without either.
+shells around this module, so the LL-HLS rules here are tested without either. The
+numbers they rest on (advance limits, PART-HOLD-BACK, CAN-SKIP-UNTIL, the target
+duration) are :mod:`cascade.hls.limits`, which the rule checker uses too.
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
 from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry, RenditionInfo
+from cascade.hls.limits import (
+    beyond_advance_limit,
+    max_blocking_msn,
+    min_can_skip_until,
+    next_parts,
+    recommended_part_hold_back,
+    target_duration,
+)
 from cascade.hls.playlist import MediaPlaylist, Part, RenditionReport, Segment
 
 
@@ -208,36 +217,31 @@ class RenditionWindow:
     def playlist_wait(self, msn: int, part: int | None, part_target: float) -> Wait:
         """Hold, answer or refuse a blocking playlist reload (RFC 8216bis 6.2.5.2).
 
-        "If the _HLS_msn is greater than the Media Sequence Number of the last Media
-        Segment in the current Playlist plus two, or if the _HLS_part exceeds the last
-        Partial Segment in the current Playlist by the Advance Part Limit, then the
-        server SHOULD immediately return Bad Request, such as HTTP 400."
+        The advance limits ("plus two", the Advance Part Limit) are those of
+        :func:`cascade.hls.limits.beyond_advance_limit`.
         """
         pos = self.position
         if pos is None:
-            return Wait.BLOCK if msn <= 2 else Wait.TOO_FAR
+            # No part yet: counted from segment 0, where a stream's numbers start.
+            return Wait.BLOCK if msn <= max_blocking_msn(0) else Wait.TOO_FAR
         if self.has(msn, part):
             return Wait.READY
         if self.ended:
             return Wait.READY  # nothing more will come: answer with the final playlist
-        if msn > pos.msn + 2:
-            return Wait.TOO_FAR
-        if (
-            part is not None
-            and msn == pos.msn
-            and part - pos.part > advance_part_limit(part_target)
+        if beyond_advance_limit(
+            msn,
+            part,
+            pos.msn,
+            pos.part,
+            part_target=part_target,
+            parts_per_segment=len(self.segments[-1].parts),
         ):
             return Wait.TOO_FAR
-        if part is not None and msn > pos.msn:
-            # Parts of a later segment: count parts ahead as if segments were full.
-            per_segment = max(1, len(self.segments[-1].parts))
-            ahead = (msn - pos.msn) * per_segment + part - pos.part
-            if ahead > advance_part_limit(part_target) + per_segment:
-                return Wait.TOO_FAR
         return Wait.BLOCK
 
     def part_wait(self, msn: int, index: int) -> Wait:
-        """A part request: the newest part's successors (the preload hint) block briefly."""
+        """A part request: the newest part's successors (``next_parts``, one of them the
+        preload hint) block briefly."""
         if self.part(msn, index) is not None:
             return Wait.READY
         pos = self.position
@@ -250,7 +254,7 @@ class RenditionWindow:
             return Wait.GONE if index >= len(seg.parts) else Wait.READY
         if self.ended:
             return Wait.TOO_FAR
-        if (msn == pos.msn and index == pos.part + 1) or (msn == pos.msn + 1 and index == 0):
+        if (msn, index) in next_parts(pos.msn, pos.part):
             return Wait.BLOCK
         return Wait.TOO_FAR
 
@@ -267,12 +271,6 @@ def _find(segments: deque[WindowSegment], msn: int) -> WindowSegment | None:
     return None
 
 
-def advance_part_limit(part_target: float) -> int:
-    """RFC 8216bis: "the Advance Part Limit ... is three divided by the Part Target
-    Duration if the Part Target Duration is less than one second, or three otherwise"."""
-    return math.floor(3 / part_target) if part_target < 1 else 3
-
-
 @dataclass(frozen=True, slots=True)
 class PlaylistContext:
     """What a media playlist needs besides the window."""
@@ -280,13 +278,6 @@ class PlaylistContext:
     part_target: float
     segment_target: float
     reports: tuple[RenditionReport, ...] = ()
-
-
-def target_duration(window: RenditionWindow, segment_target: float) -> int:
-    """EXT-X-TARGETDURATION: "The EXTINF duration of each Media Segment in a Playlist file,
-    when rounded to the nearest integer, MUST be less than or equal to the Target Duration"."""
-    longest = max((round(s.duration) for s in window.segments if s.complete), default=0)
-    return max(1, math.ceil(segment_target - 1e-9), longest)
 
 
 def segment_uri(msn: int) -> str:
@@ -324,15 +315,16 @@ def build_media_playlist(window: RenditionWindow, ctx: PlaylistContext) -> Media
 
     segments = tuple(to_segment(s) for s in complete)
     partial = to_segment(partial_seg) if partial_seg is not None else None
-    td = target_duration(window, ctx.segment_target)
+    td = target_duration(ctx.segment_target, (s.duration for s in complete))
     hint = None
     pos = window.position
     if pos is not None and not window.ended:
         last = segs[-1]
+        same_segment, next_segment = next_parts(pos.msn, pos.part)
         if last.complete or last.duration >= ctx.segment_target - ctx.part_target / 2:
-            hint = part_uri(last.msn + 1, 0)
+            hint = part_uri(*next_segment)
         else:
-            hint = part_uri(pos.msn, pos.part + 1)
+            hint = part_uri(*same_segment)
     return MediaPlaylist(
         target_duration=td,
         part_target=ctx.part_target,
@@ -342,11 +334,8 @@ def build_media_playlist(window: RenditionWindow, ctx: PlaylistContext) -> Media
         segments=segments,
         partial=partial,
         preload_hint_uri=hint,
-        # "PART-HOLD-BACK ... MUST be at least twice the Part Target Duration"; three
-        # part targets is what the spec recommends and what players need to stay smooth.
-        part_hold_back=round(3 * ctx.part_target, 6),
-        # "CAN-SKIP-UNTIL ... MUST be at least six times the Target Duration."
-        can_skip_until=6.0 * td,
+        part_hold_back=round(recommended_part_hold_back(ctx.part_target), 6),
+        can_skip_until=min_can_skip_until(td),
         rendition_reports=ctx.reports,
         ended=window.ended,
     )
