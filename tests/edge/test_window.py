@@ -145,6 +145,21 @@ def test_playlist_of_a_live_window_passes_every_ll_hls_rule() -> None:
     assert "PART-HOLD-BACK=0.3" in text
 
 
+def test_a_segment_of_a_target_and_a_half_raises_the_target_duration() -> None:
+    # 2.5 s against a 2 s target (a missed keyframe deadline): the rounded EXTINF, 3, must
+    # fit EXT-X-TARGETDURATION. round() made it 2, which the checker refuses.
+    w = RenditionWindow("360p", max_segments=10)
+    w.apply(InitEntry(b"init", 0))
+    for msn, count in ((0, 5), (1, 1)):
+        for i in range(count):
+            pdt = PDT0 + msn * 2.5 + i * 0.5
+            w.apply(PartEntry(msn, i, 0.5, i == 0, pdt, b"x"))
+    ctx = PlaylistContext(part_target=0.5, segment_target=2.0)
+    text = render_media_playlist(build_media_playlist(w, ctx))
+    assert "#EXT-X-TARGETDURATION:3\n" in text
+    assert check_media_playlist(text) == []
+
+
 def test_preload_hint_names_the_next_segment_after_a_full_one() -> None:
     w = filled(5, parts_in_last=5)
     text = render_media_playlist(build_media_playlist(w, CTX))

@@ -16,6 +16,7 @@ from cascade.hls.limits import (
     next_parts,
     part_retention,
     recommended_part_hold_back,
+    rounded_duration,
     target_duration,
 )
 from cascade.hls.playlist import MediaPlaylist, Part, Segment, render_media_playlist
@@ -83,10 +84,19 @@ def test_next_parts_are_the_next_of_the_segment_and_the_next_segments_first() ->
         (2.0 + 1e-12, [], 2),  # float noise in the target does not raise it
         (2.0, [3.4], 3),  # a longer segment raises it: rounded EXTINF <= target
         (2.0, [3.6], 4),
+        (2.0, [2.5], 3),  # halves round up, as the checker rounds them
     ],
 )
 def test_target_duration(segment_target: float, durations: list[float], expected: int) -> None:
     assert target_duration(segment_target, durations) == expected
+
+
+@pytest.mark.parametrize(
+    ("duration", "expected"),
+    [(0.49, 0), (0.5, 1), (1.5, 2), (2.5, 3), (2.49999, 2), (3.0, 3)],
+)
+def test_rounded_duration_rounds_halves_up(duration: float, expected: int) -> None:
+    assert rounded_duration(duration) == expected
 
 
 def test_the_multiples_of_the_targets() -> None:

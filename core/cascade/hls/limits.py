@@ -23,11 +23,21 @@ __all__ = [
     "next_parts",
     "part_retention",
     "recommended_part_hold_back",
+    "rounded_duration",
     "target_duration",
 ]
 
 
 # ---- the server's playlist: EXT-X-TARGETDURATION, EXT-X-SERVER-CONTROL, parts --------
+
+
+def rounded_duration(duration: float) -> int:
+    """An EXTINF duration "rounded to the nearest integer" (RFC 8216bis 4.4.3.1), halves up.
+
+    Not :func:`round`, which rounds halves to even (2.5 to 2): a 2.5 s segment would then
+    fit a target duration of 2, which the rule checker refuses.
+    """
+    return math.floor(duration + 0.5)
 
 
 def target_duration(segment_target: float, durations: Iterable[float]) -> int:
@@ -37,7 +47,7 @@ def target_duration(segment_target: float, durations: Iterable[float]) -> int:
     rounded to the nearest integer, MUST be less than or equal to the Target Duration." The
     configured target rounded up, raised by a longer segment (a missed keyframe deadline).
     """
-    longest = max((round(d) for d in durations), default=0)
+    longest = max((rounded_duration(d) for d in durations), default=0)
     return max(1, math.ceil(segment_target - 1e-9), longest)
 
 

@@ -10,7 +10,6 @@ with, so a served playlist and its check cannot disagree.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -21,6 +20,7 @@ from cascade.hls.limits import (
     min_part_duration,
     min_part_hold_back,
     recommended_part_hold_back,
+    rounded_duration,
 )
 from cascade.hls.parse import Line, tokenize
 from cascade.hls.tags import (
@@ -303,7 +303,7 @@ def _check_segments(media: _Media, out: list[Violation]) -> None:
             # RFC 8216bis 4.4.3.1: "The EXTINF duration of each Media Segment in a Playlist
             # file, when rounded to the nearest integer, MUST be less than or equal to the
             # Target Duration."
-            if math.floor(duration + 0.5) > td:
+            if rounded_duration(duration) > td:
                 msg = f"EXTINF {duration} rounds above TARGETDURATION {td}"
                 out.append(Violation("targetduration-extinf", seg.line, msg))
             # Cascade: segments are cut at or under the target duration, never rounded down
