@@ -13,6 +13,8 @@ from cascade.cli.local import LocalStack, read_activity
 from cascade.core import schema
 from cascade.core.settings import LocalSettings
 
+from ..conftest import free_server_port
+
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_task_leaks")]
 
 T0 = 1_700_000_000.0
@@ -66,4 +68,33 @@ async def test_an_on_demand_file_is_registered_and_nothing_starts_until_asked(
         assert await redis.smembers(schema.ON_DEMAND_STREAMS) == set()
         assert await redis.zscore(schema.DEMAND, "od1") is None
     finally:
+        stack._tmp.cleanup()
+
+
+async def test_the_redis_it_started_is_started_again_on_its_port_after_it_dies(
+    tmp_path: Path,
+) -> None:
+    port = free_server_port()
+    stack = LocalStack(LocalSettings(streams_dir=tmp_path, redis_port=port), redis_url=None)
+    client = Redis(port=port)
+    try:
+        await stack._start_redis()
+        assert stack.redis_proc is not None
+        first = stack.redis_proc
+        await client.set("k", "v")
+        first.kill()
+        await first.wait()
+
+        await stack.supervise_redis()
+
+        assert stack.redis_proc is not first and stack.redis_proc.returncode is None
+        assert await client.ping()
+        assert await client.get("k") is None  # local mode keeps no dump: it starts empty
+        await stack.supervise_redis()  # alive: nothing to do
+        assert stack.redis_proc.returncode is None
+    finally:
+        await client.aclose()
+        if stack.redis_proc is not None:
+            stack.redis_proc.terminate()
+            await stack.redis_proc.wait()
         stack._tmp.cleanup()

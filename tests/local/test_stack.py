@@ -24,7 +24,7 @@ import pytest
 
 from cascade.hls.rules import check_media_playlist, check_multivariant_playlist
 
-from ..conftest import REPO, free_port, free_udp_port
+from ..conftest import REPO, free_port, free_server_port, free_udp_port
 
 pytestmark = pytest.mark.slow
 
@@ -110,7 +110,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("streams")
     (folder / "demo.yaml").write_text(DEMO)
     log = tmp_path_factory.mktemp("log") / "cascade.log"
-    port, redis_port = free_port(), free_port()
+    # Below the ephemeral range: a test kills this Redis, and a client reconnecting while it
+    # is down must never be handed its port (see free_server_port).
+    port, redis_port = free_port(), free_server_port()
     env = {
         **os.environ,
         "PORT": str(port),
@@ -261,6 +263,55 @@ def test_ffmpeg_killed_mid_stream_recovers_and_the_player_keeps_playing(stack: S
     assert demo["fatal_errors"] == [], demo
     assert demo["played_seconds"] >= 16, demo
     assert check_media_playlist(text) == []
+
+
+def preload_hint(stack: Stack, name: str) -> tuple[int, int] | None:
+    """(msn, part) of the part the media playlist hints next; None while not served."""
+    status, body = stack.get(f"/live/{name}/360p/index.m3u8", timeout=5)
+    if status != 200:
+        return None
+    for line in body.decode().splitlines():
+        if line.startswith("#EXT-X-PRELOAD-HINT:"):
+            msn, part, _ = line.split('URI="')[1].split(".", 2)
+            return int(msn), int(part)
+    return None
+
+
+def redis_servers(stack: Stack) -> list[int]:
+    # redis-server sets its title to "/usr/bin/redis-server 127.0.0.1:PORT" (one argument).
+    return [p for p in descendants(stack.proc.pid) if "redis-server" in cmdline(p)[0]]
+
+
+def test_redis_killed_is_restarted_on_its_port_and_the_demo_plays_on(stack: Stack) -> None:
+    (old,) = redis_servers(stack)
+    before = preload_hint(stack, "demo")
+    assert before is not None
+    killed_at = time.monotonic()
+    os.kill(old, signal.SIGKILL)
+    restarted = stack.wait(
+        "a new redis-server",
+        lambda: (
+            len(new := [p for p in redis_servers(stack) if p != old]) == 1
+            and alive(new[0])
+            and f"127.0.0.1:{stack.redis_port}" in " ".join(cmdline(new[0]))
+        ),
+        timeout=15,
+    )
+    # The edge follows the new (empty) Redis and the transcoder goes on: new parts are
+    # served, numbered on from before the kill.
+    stack.wait(
+        "new parts of the demo",
+        lambda: (h := preload_hint(stack, "demo")) is not None and h[0] >= before[0] + 4,
+        timeout=30,
+    )
+    back = time.monotonic() - killed_at
+    text = stack.text("/live/demo/360p/index.m3u8")
+    assert check_media_playlist(text) == [], text
+    assert "redis-server exited" in stack.log.read_text()
+    print(
+        f"\nredis-server SIGKILLed: a new one on port {stack.redis_port} after "
+        f"{restarted:.2f} s; new demo parts served {back:.2f} s after the kill"
+    )
 
 
 def write_stream(stack: Stack, name: str, source: dict[str, Any], **spec: Any) -> Path:

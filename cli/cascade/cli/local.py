@@ -3,6 +3,9 @@
 A Redis server (started here unless ``REDIS_URL`` is set), one edge process, and one
 transcoder process per LiveStream file in a folder: the same programs a cluster runs
 in pods. The folder is reconciled every second; Ctrl-C stops everything started here.
+The Redis started here is supervised as the transcoders are: if it dies, it is started
+again on the same port and data directory (empty: local mode keeps no dump), and the
+programs find it there by themselves (the transcoders replay what they held meanwhile).
 
 ``activation: OnDemand`` streams are judged every second by the operator's rule
 (:func:`cascade.core.lifecycle.on_demand_verdict`): their names are kept in
@@ -47,6 +50,8 @@ log = logging.getLogger("cascade.local")
 
 SCAN_SECONDS = 1.0
 STOP_GRACE_SECONDS = 5.0
+# A redis-server that ran this long before dying is restarted at once; quicker deaths back off.
+REDIS_STABLE_SECONDS = 10.0
 
 
 def _die_with_parent() -> None:
@@ -105,6 +110,8 @@ class LocalStack:
         self.on_demand: frozenset[str] = frozenset()  # names last written to cascade:ondemand
         self.stopped_at: dict[str, float] = {}  # on-demand stream -> when it was stopped idle
         self._redis_ok = True  # to warn once per outage, not every second
+        self._redis_started_at = 0.0  # monotonic time of the last start of our redis-server
+        self._redis_failures = 0  # quick deaths in a row (backoff)
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-")
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -117,6 +124,7 @@ class LocalStack:
                 print(f"cascade: edge on {base}  (status {base}/status)", flush=True)
                 print(f"cascade: streams from {self.settings.streams_dir.resolve()}", flush=True)
                 while not stop.is_set():
+                    await self.supervise_redis()
                     await self.reconcile(redis)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), SCAN_SECONDS)
@@ -139,12 +147,19 @@ class LocalStack:
     async def _start_redis(self) -> None:
         if self.external_redis:
             return
+        problem = await self._spawn_redis()
+        if problem:
+            raise SystemExit(f"cascade: {problem}")
+
+    async def _spawn_redis(self) -> str:
+        """Start redis-server and wait for its PING; "" when up, else what went wrong."""
         server = shutil.which("redis-server")
         if server is None:
-            raise SystemExit(
-                "cascade: redis-server not found: run `make run` (it installs it) "
+            return (
+                "redis-server not found: run `make run` (it installs it) "
                 "or set REDIS_URL to a running Redis"
             )
+        self._redis_started_at = time.monotonic()
         self.redis_proc = await _spawn(
             "redis",
             [
@@ -169,19 +184,42 @@ class LocalStack:
             for _ in range(100):
                 try:
                     await redis.ping()
-                    return
+                    return ""
                 except OSError:
                     if self.redis_proc.returncode is not None:
-                        raise SystemExit(
-                            f"cascade: redis-server exited ({self.redis_proc.returncode}); "
+                        return (
+                            f"redis-server exited ({self.redis_proc.returncode}); "
                             f"is port {self.settings.redis_port} taken?"
-                        ) from None
+                        )
                     await asyncio.sleep(0.05)
                 except Exception:
                     await asyncio.sleep(0.05)
-            raise SystemExit("cascade: redis-server did not answer")
+            return "redis-server did not answer"
         finally:
             await redis.aclose()
+
+    async def supervise_redis(self) -> None:
+        """Our redis-server died: start it again (same port, same directory), with backoff
+        when it keeps dying at once (a taken port, a full disk)."""
+        proc = self.redis_proc
+        if self.external_redis or proc is None or proc.returncode is None:
+            return
+        lived = time.monotonic() - self._redis_started_at
+        if lived > REDIS_STABLE_SECONDS:
+            self._redis_failures = 0
+        delay = 0.0 if self._redis_failures == 0 else min(30.0, 0.5 * 2**self._redis_failures)
+        if lived < delay:
+            return
+        print(
+            f"cascade: redis-server exited ({proc.returncode}); restarting it on port "
+            f"{self.settings.redis_port}",
+            file=sys.stderr,
+            flush=True,
+        )
+        self._redis_failures += 1
+        problem = await self._spawn_redis()
+        if problem:
+            print(f"cascade: redis-server restart failed: {problem}", file=sys.stderr, flush=True)
 
     async def _start_edge(self) -> None:
         env = {
