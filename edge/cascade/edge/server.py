@@ -803,7 +803,8 @@ class HttpProtocol(asyncio.Protocol):
         """Run at the head of the queue: what it sends is written as it comes."""
         start = time.perf_counter()
         transport = self.transport
-        assert transport is not None
+        if transport is None:
+            return  # the client left before its request's turn came
         method = exchange.method
         peer = transport.get_extra_info("peername") or ("", 0)
         local = transport.get_extra_info("sockname") or ("", 0)
@@ -845,8 +846,12 @@ class HttpProtocol(asyncio.Protocol):
                 started = True
                 status = message["status"]
                 headers = [(k.lower(), v) for k, v in message.get("headers", [])]
-                chunked = not any(k == b"content-length" for k, _ in headers)
-                if self.server.draining and len(self._queue) == 1:
+                sized = any(k == b"content-length" for k, _ in headers)
+                # "A server MUST NOT send a response containing Transfer-Encoding unless
+                # the corresponding request indicates HTTP/1.1" (RFC 9112 6.1): to an
+                # HTTP/1.0 client an unsized body ends with the connection.
+                chunked = not sized and exchange.version == "1.1"
+                if (self.server.draining and len(self._queue) == 1) or not (sized or chunked):
                     exchange.close = True
                 lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
                 lines += [k + b": " + v + b"\r\n" for k, v in headers]
@@ -856,15 +861,13 @@ class HttpProtocol(asyncio.Protocol):
                     lines.append(b"connection: close\r\n")
                 lines.append(b"\r\n")
                 self._write(b"".join(lines))
-            elif message["type"] == "http.response.body":
+            elif message["type"] == "http.response.body" and not exchange.head_only:
+                # A HEAD's answer has no body, not even a chunked one's last chunk.
                 data = message.get("body", b"")
-                more = message.get("more_body", False)
-                if method == b"HEAD":
-                    data = b""
                 if chunked:
                     if data:
                         self._write(b"%x\r\n" % len(data) + data + b"\r\n")
-                    if not more:
+                    if not message.get("more_body", False):
                         self._write(b"0\r\n\r\n")
                 elif data:
                     self._write(data)
@@ -930,7 +933,13 @@ class HttpProtocol(asyncio.Protocol):
             return
         now = self._loop.time()
         limits = self.limits
-        if self._in_message:
+        if self._in_message and (self._unfed or not self._reading):
+            # The rest of the request is here (or in the socket) but not parsed: the
+            # pipeline is full and it is the edge that waits, not the client. The clock
+            # starts again when parsing does (see _parse).
+            self._message_at = -1.0
+            due = now + limits.header_timeout
+        elif self._in_message:
             due = (self._message_at if self._message_at >= 0 else now) + limits.header_timeout
             if now >= due:
                 what = "head" if self._in_head else "body"
