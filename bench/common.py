@@ -132,6 +132,16 @@ class MachineCpu:
     total: int
 
 
+def memory_bytes(pid: int) -> dict[str, int]:
+    """Resident memory of a process now (``rss``) and at its peak (``peak_rss``)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        name, _, value = line.partition(":")
+        if name in ("VmRSS", "VmHWM"):
+            out["rss" if name == "VmRSS" else "peak_rss"] = int(value.split()[0]) * 1024
+    return out
+
+
 def machine_cpu() -> MachineCpu:
     with open("/proc/stat") as f:
         parts = [int(x) for x in f.readline().split()[1:]]
@@ -296,16 +306,17 @@ def start_redis(procs: Procs, workdir: Path) -> tuple[str, subprocess.Popen[byte
 
 
 def start_edge(
-    procs: Procs, redis_url: str, *, cpu: int | None = None
+    procs: Procs, redis_url: str, *, cpu: int | None = None, env: dict[str, str] | None = None
 ) -> tuple[int, subprocess.Popen[bytes]]:
-    """One edge process on a free port; ``cpu`` pins it to that core (``taskset``)."""
+    """One edge process on a free port; ``cpu`` pins it to that core (``taskset``);
+    ``env`` adds settings (``CASCADE_...``)."""
     port = free_tcp_port()
     pin = ["taskset", "-c", str(cpu)] if cpu is not None else []
     proc = procs.spawn(
         "edge",
         [*pin, sys.executable, "-m", "cascade.edge.main"],
         env={"PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
-             "CASCADE_LOG_LEVEL": "WARNING"},
+             "CASCADE_LOG_LEVEL": "WARNING", **(env or {})},
     )  # fmt: skip
     wait_tcp(port, 20, proc)
     return port, proc

@@ -23,8 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-STREAM, RENDITION = "cam1", "360p"
-BASE = f"/live/{STREAM}/{RENDITION}"
+STREAM, RENDITION = "cam1", "360p"  # the stream the fuzz plays (``stream=`` for another)
 # "...the server SHOULD return 503 if the Playlist is not updated within three times the
 # Target Duration" (RFC 8216bis 6.2.5.2): the only 5xx a client may make the edge send.
 BLOCKING_TIMEOUT_503 = re.compile(rb"did not arrive in time")
@@ -64,19 +63,24 @@ class Outcome:
 # ---- generators ---------------------------------------------------------------------------
 
 
-def _live_urls(msn: int, part: int) -> list[str]:
+def rendition_path(stream: str) -> str:
+    return f"/live/{stream}/{RENDITION}"
+
+
+def _live_urls(stream: str, msn: int, part: int) -> list[str]:
     """Valid LL-HLS URLs around the live edge (msn.part is the newest part)."""
+    base = rendition_path(stream)
     return [
-        f"/live/{STREAM}.m3u8",
-        f"{BASE}/index.m3u8",
-        f"{BASE}/index.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}",
-        f"{BASE}/index.m3u8?_HLS_msn={msn + 1}&_HLS_part=0&_HLS_skip=YES",
-        f"{BASE}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}&hls_ctx=abcdefghijklmnop",
-        f"{BASE}/{msn}.{part}.m4s",
-        f"{BASE}/{msn}.{part + 1}.m4s",
-        f"{BASE}/{max(0, msn - 2)}.m4s",
-        f"{BASE}/init.mp4",
-        f"{BASE}/init-0.mp4",
+        f"/live/{stream}.m3u8",
+        f"{base}/index.m3u8",
+        f"{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={part + 1}",
+        f"{base}/index.m3u8?_HLS_msn={msn + 1}&_HLS_part=0&_HLS_skip=YES",
+        f"{base}/index.m3u8?_HLS_msn={msn}&_HLS_part={part}&hls_ctx=abcdefghijklmnop",
+        f"{base}/{msn}.{part}.m4s",
+        f"{base}/{msn}.{part + 1}.m4s",
+        f"{base}/{max(0, msn - 2)}.m4s",
+        f"{base}/init.mp4",
+        f"{base}/init-0.mp4",
         "/livez",
         "/health",
         "/watch/cam1",
@@ -140,12 +144,13 @@ def _one_request(
     max_header_bytes: int,
     small: bool,
     valid: bool = False,
+    stream: str = STREAM,
 ) -> tuple[str, bytes, tuple[str, str]]:
     """One request, maybe broken: the kind, its bytes, and what it asks (method, target).
 
     ``small``: none of the big ones (for the requests of a long pipeline); ``valid``: a
     well-formed one."""
-    url = rng.choice(_live_urls(msn, part))
+    url = rng.choice(_live_urls(stream, msn, part))
     method = rng.choices(["GET", "HEAD", "OPTIONS", "POST"], [8, 3, 1, 1])[0]
     version = "HTTP/1.1"
     headers = _normal_headers(rng)
@@ -210,6 +215,7 @@ def make_case(
     *,
     max_header_bytes: int = 1 << 20,
     expected: Expected | None = None,
+    stream: str = STREAM,
 ) -> Case:
     """One connection's worth: one request or a pipeline, written whole or split.
 
@@ -220,26 +226,27 @@ def make_case(
     kinds, parts, asked = [], [], []
     for _ in range(count):
         kind, data, what = _one_request(
-            rng, msn, part, max_header_bytes=max_header_bytes, small=count > 5, valid=valid
-        )
+            rng, msn, part, max_header_bytes=max_header_bytes, small=count > 5, valid=valid,
+            stream=stream,
+        )  # fmt: skip
         kinds.append(kind)
         parts.append(data)
         asked.append(what)
-    stream = b"".join(parts)
+    wire = b"".join(parts)
     if not valid and rng.random() < 0.2:
-        stream = stream[: rng.randint(0, len(stream))]  # cut short
+        wire = wire[: rng.randint(0, len(wire))]  # cut short
         kinds.append("cut")
     split = rng.random() * (0.85 if valid else 1.0)  # never slowloris when valid
     pause = 0.0
-    if split < 0.6 or len(stream) > 1 << 16:
-        writes: tuple[bytes, ...] = (stream,)
+    if split < 0.6 or len(wire) > 1 << 16:
+        writes: tuple[bytes, ...] = (wire,)
     elif split < 0.85:
-        cuts = sorted(rng.randint(0, len(stream)) for _ in range(rng.randint(1, 8)))
-        writes = tuple(stream[a:b] for a, b in zip([0, *cuts], [*cuts, len(stream)], strict=True))
+        cuts = sorted(rng.randint(0, len(wire)) for _ in range(rng.randint(1, 8)))
+        writes = tuple(wire[a:b] for a, b in zip([0, *cuts], [*cuts, len(wire)], strict=True))
         pause = 0.0 if valid else rng.choice([0.0, 0.01, 0.05])
     else:  # slowloris: a few bytes at a time, and never the whole request
         step = rng.randint(1, 8)
-        writes = tuple(stream[i : i + step] for i in range(0, min(len(stream), 40), step))
+        writes = tuple(wire[i : i + step] for i in range(0, min(len(wire), 40), step))
         pause = 0.02
         kinds.append("slow")
     ending = rng.choices(ENDINGS, [6, 3, 1])[0]
@@ -391,15 +398,17 @@ async def viewer(
     stop: asyncio.Event,
     check_part: Callable[[int, int, bytes], bool],
     log: ViewerLog,
+    stream: str = STREAM,
 ) -> None:
     """A player on one keep-alive connection: blocking reload for the hinted part, then the
     part, as hls.js does; every answer must be right and prompt."""
+    base = rendition_path(stream)
     reader, writer = await asyncio.open_connection(host, port)
     try:
         hint = None
         while not stop.is_set():
             query = f"?_HLS_msn={hint[0]}&_HLS_part={hint[1]}" if hint else ""
-            status, body, _ = await _get(reader, writer, f"{BASE}/index.m3u8{query}")
+            status, body, _ = await _get(reader, writer, f"{base}/index.m3u8{query}")
             m = _HINT.search(body)
             if status != 200 or m is None:
                 log.errors.append(f"playlist {status} {body[:100]!r}")
@@ -407,7 +416,7 @@ async def viewer(
                 continue
             got = hint or (int(m.group(1)), int(m.group(2)))
             if hint is not None:
-                status, part, seconds = await _get(reader, writer, f"{BASE}/{got[0]}.{got[1]}.m4s")
+                status, part, seconds = await _get(reader, writer, f"{base}/{got[0]}.{got[1]}.m4s")
                 log.part_latencies.append(seconds)
                 if status != 200 or not check_part(got[0], got[1], part):
                     log.errors.append(f"part {got} {status} {part[:60]!r}")
