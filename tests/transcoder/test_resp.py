@@ -233,3 +233,36 @@ async def test_a_frozen_redis_bounds_the_write_buffer_and_loses_nothing(tmp_path
     finally:
         await writer.close()
         server.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_task_leaks")
+async def test_a_sentinel_naming_a_replica_is_not_believed(tmp_path: Path) -> None:
+    """A sentinel's answer can be stale mid-failover: ROLE is checked before any write."""
+    server = RedisServer(tmp_path)
+    server.start()
+    admin = sync_redis.Redis(port=server.port)
+    admin.replicaof("127.0.0.1", 1)  # a replica (of nothing reachable)
+    admin.close()
+
+    async def sentinel(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Whatever is asked, it names the replica as the primary.
+        await reader.read(1024)
+        port = str(server.port).encode()
+        writer.write(b"*2\r\n$9\r\n127.0.0.1\r\n$%d\r\n%s\r\n" % (len(port), port))
+        await writer.drain()
+        writer.close()
+
+    fake = await asyncio.start_server(sentinel, "127.0.0.1", 0)
+    writer = RespWriter(f"redis+sentinel://127.0.0.1:{fake.sockets[0].getsockname()[1]}/m/0")
+    try:
+        with pytest.raises(ConnectionError, match="is not the primary"):
+            await writer.connect()
+        assert not writer.connected
+        assert writer.publish([(xadd(0), ("r", 0))]) is False  # held, for the real primary
+        assert writer.outbox.pending_items == 1
+    finally:
+        await writer.close()
+        fake.close()
+        await fake.wait_closed()
+        server.stop()

@@ -45,6 +45,7 @@ from cascade.core.lifecycle import Verdict
 from cascade.core.manifest import ManifestError, parse_manifest
 from cascade.core.settings import LocalSettings
 from cascade.core.spec import LiveStream
+from cascade.transcoder.redisclient import redis_client
 
 log = logging.getLogger("cascade.local")
 
@@ -118,7 +119,7 @@ class LocalStack:
         try:
             await self._start_redis()
             await self._start_edge()
-            redis = Redis.from_url(self.redis_url)
+            redis = redis_client(self.redis_url)
             try:
                 base = f"http://{self.settings.host}:{self.settings.port}"
                 print(f"cascade: edge on {base}  (status {base}/status)", flush=True)
@@ -179,7 +180,7 @@ class LocalStack:
             ],
             {},
         )
-        redis = Redis.from_url(self.redis_url)
+        redis = redis_client(self.redis_url)
         try:
             for _ in range(100):
                 try:

@@ -31,6 +31,7 @@ from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.live import HttpError, Services
 from cascade.edge.metrics import Metrics
 from cascade.edge.ondemand import OnDemand, OnDemandCollector
+from cascade.edge.redisclient import redis_client
 from cascade.edge.server import EdgeServer
 from cascade.edge.sessions import SessionFlusher, SessionStore, make_session_store
 from cascade.edge.window import Position
@@ -68,7 +69,7 @@ def build_fastapi(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        client = redis if redis is not None else Redis.from_url(settings.redis_url)
+        client = redis if redis is not None else redis_client(settings.redis_url)
         hub = Hub(
             client,
             poll_seconds=settings.stream_poll_seconds,

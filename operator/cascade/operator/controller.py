@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from cascade.core.lifecycle import Activity, on_demand_verdict
+from cascade.core.redisurl import redacted
 from cascade.core.schema import DEMAND
 from cascade.core.spec import Activation, Hardware
 from cascade.operator import redisio
@@ -217,14 +218,14 @@ def register_clients(registry: kopf.OperatorRegistry, runtime: Runtime) -> None:
         settings.posting.reporting_instance = socket.gethostname()
         settings.posting.event_name_prefix = "cascade-"
         runtime.kube = Kube(await asyncio.to_thread(load_config))
-        runtime.redis = aioredis.Redis.from_url(
+        runtime.redis = redisio.redis_client(
             runtime.settings.redis_url,
             socket_timeout=2.0,
             socket_connect_timeout=2.0,
             health_check_interval=30,
         )
         runtime.demand_task = asyncio.create_task(watch_demand(runtime, runtime.redis))
-        logger.info("operator started: redis %s", _redacted(runtime.settings.redis_url))
+        logger.info("operator started: redis %s", redacted(runtime.settings.redis_url))
 
     @kopf.on.login(registry=registry, id="login")
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -498,13 +499,6 @@ def _pod_gone(indexes: _Indexes, key: Key, uid: str) -> Callable[[], bool]:
         return pod is None or pod.uid != uid or pod.deleting
 
     return check
-
-
-def _redacted(url: str) -> str:
-    if "@" not in url:
-        return url
-    scheme, _, rest = url.partition("://")
-    return f"{scheme}://***@{rest.rpartition('@')[2]}"
 
 
 async def _pass(

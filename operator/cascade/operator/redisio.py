@@ -7,11 +7,43 @@ socket timeouts, so a Redis outage slows nothing but the status it would have fi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from cascade.core import schema
+from cascade.core.redisurl import SentinelUrl, parse_redis_url
 from cascade.core.schema import Health
+
+
+class _SentinelManagedRedis(aioredis.Redis):
+    """A client of the Sentinel-named primary that also closes its sentinel connections."""
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        pool = self.connection_pool
+        if isinstance(pool, SentinelConnectionPool):
+            await pool.sentinel_manager.aclose()
+
+
+def redis_client(url: str, **options: Any) -> aioredis.Redis:
+    """A redis-py client for ``REDIS_URL``: ``Redis.from_url`` as before, or, for
+    ``redis+sentinel://``, a client whose every new connection asks the sentinels for the
+    current primary (redis-py drops a connection that finds a demoted one, READONLY)."""
+    location = parse_redis_url(url)
+    if not isinstance(location, SentinelUrl):
+        return aioredis.Redis.from_url(url, **options)
+    # Sentinels answer at once or not at all: limits (the caller's, else 2 s) keep an
+    # unreachable one from holding up discovery; the next one is asked.
+    limits: dict[str, Any] = {"socket_timeout": 2.0, "socket_connect_timeout": 2.0}
+    limits.update((k, v) for k, v in options.items() if k.startswith("socket_"))
+    sentinel = Sentinel(location.sentinels, sentinel_kwargs={**limits, **location.sentinel_auth()})
+    connection: dict[str, Any] = {**location.master_auth(), **options}
+    client = sentinel.master_for(
+        location.master, redis_class=_SentinelManagedRedis, check_connection=True, **connection
+    )
+    return cast(aioredis.Redis, client)
 
 
 @dataclass(frozen=True, slots=True)

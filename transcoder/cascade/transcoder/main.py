@@ -17,13 +17,13 @@ import sys
 from pathlib import Path
 
 import uvloop
-from redis.asyncio import Redis
 
 from cascade.core.manifest import ManifestError, parse_manifest
 from cascade.core.settings import TranscoderSettings
 from cascade.core.spec import LiveStream
 from cascade.transcoder.argv import Inputs
 from cascade.transcoder.probes import ProbeServer
+from cascade.transcoder.redisclient import redis_client
 from cascade.transcoder.runner import StreamRunner
 
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 async def _run(stream: LiveStream, settings: TranscoderSettings, inputs: Inputs) -> int:
-    redis = Redis.from_url(settings.redis_url)
+    redis = redis_client(settings.redis_url)
     runner = StreamRunner(stream, redis, settings, inputs=inputs)
     task = asyncio.create_task(runner.run())
     probes = ProbeServer(lambda: (runner.status.state, runner.status.reason, not task.done()))
