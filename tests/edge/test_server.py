@@ -86,6 +86,9 @@ class FakeTransport(asyncio.Transport):
         self.closed.set()
         self.ended.set()
 
+    def abort(self) -> None:
+        self.close()
+
     def is_closing(self) -> bool:
         return self.closed.is_set()
 
@@ -312,6 +315,9 @@ async def test_a_url_over_the_request_line_limit_gets_414() -> None:
     assert bench.limit_hits() == {"request_line": 1.0}
     protocol.data_received(b"b" * 100_000 + b" HTTP/1.1\r\n\r\n")  # discarded, not parsed
     assert transport.take() == b""
+    assert not transport.closed.is_set()  # lingering: the client reads its 414 first
+    protocol.data_received(b"b" * (1 << 20))  # ... but it does not get to upload for long
+    assert transport.closed.is_set()
     protocol.connection_lost(None)
 
 
@@ -397,6 +403,18 @@ async def test_an_idle_keep_alive_connection_is_closed_after_its_timeout() -> No
     await closed(transport)
     assert transport.take() == b""
     assert bench.limit_hits() == {"keep_alive_timeout": 1.0}
+    protocol.connection_lost(None)
+
+
+async def test_a_client_that_reads_none_of_its_answers_is_cut_after_the_keep_alive_timeout() -> (
+    None
+):
+    bench = _bench(keep_alive_timeout_seconds=0.05)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/init.mp4"))
+    protocol.pause_writing()  # the transport's buffer is over its high-water mark
+    await closed(transport)
+    assert bench.limit_hits() == {"write_stalled": 1.0}
     protocol.connection_lost(None)
 
 

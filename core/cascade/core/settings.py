@@ -265,8 +265,8 @@ class EdgeSettings(_Base):
             "CASCADE_KEEP_ALIVE_TIMEOUT_SECONDS", "keep_alive_timeout_seconds"
         ),
         description="An idle keep-alive connection is closed after this long (nginx's "
-        "keepalive_timeout, 75 s). Players reuse theirs every part; shorter frees idle "
-        "connections sooner.",
+        "keepalive_timeout, 75 s), and so is one whose client reads none of its answers "
+        "for this long. Players reuse theirs every part; shorter frees idle connections sooner.",
     )
     limit_pipelined_requests: int = Field(
         default=16,

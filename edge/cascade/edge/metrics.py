@@ -73,7 +73,8 @@ class _LimitHits(Collector):
             "cascade_edge_limit_hits",
             "Requests refused or connections closed because a client reached a limit "
             "(request_line 414, header_bytes and header_fields 431, header_timeout 408, "
-            "body_bytes 413, malformed 400, keep_alive_timeout, pipeline, connections 503)",
+            "body_bytes 413, malformed 400, keep_alive_timeout, write_stalled, pipeline, "
+            "connections 503)",
             labels=["limit"],
         )
         for limit, n in sorted(self.counts.items()):

@@ -31,7 +31,8 @@ and each hit is counted in ``cascade_edge_limit_hits_total{limit}``:
   callbacks, so a 64 MiB header costs a few slices, not a quadratic join;
 * a request not received within ``header_timeout_seconds`` of its first byte: 408 (and a
   new connection that sends nothing is closed after it); an idle keep-alive connection is
-  closed after ``keep_alive_timeout_seconds``;
+  closed after ``keep_alive_timeout_seconds``, and so is one whose client reads none of
+  its answers that long (reading its requests stops as soon as answers pile up);
 * at most ``limit_pipelined_requests`` requests of one connection in flight: the edge stops
   reading that connection while its queue is full, and starts at most that many of its
   requests per event-loop turn, so a pipeline of thousands cannot hold the loop;
@@ -90,7 +91,10 @@ FEED_BYTES = 4096
 # then read and drop what the client still sends for at most this long, then close.
 # Closing a socket with unread data makes the kernel send a reset, which can destroy the
 # answer before the client reads it (nginx's lingering_close; its lingering_timeout is 5 s).
+# Bounded in bytes too: an uploader must not make the edge read at loopback speed all that
+# time (a client that stopped sending has at most a socket buffer's worth in flight).
 LINGER_SECONDS = 2.0
+LINGER_BYTES = 1 << 20
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
 _RETRY_AFTER: Headers = ((b"retry-after", b"1"),)
 
@@ -375,11 +379,11 @@ class Exchange:
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "_body", "_body_len", "_disconnected", "_eof", "_halt", "_head_fed", "_header_bytes",
-        "_headers", "_idle_at", "_in_head", "_in_message", "_lingering", "_loop",
-        "_message_at", "_origin", "_queue", "_reading", "_resume", "_served", "_stopped",
-        "_timer", "_timer_at", "_unfed", "_unstarted", "_url", "_url_len", "_write_paused",
-        "limits", "parser", "server", "transport",
+        "_body", "_body_len", "_disconnected", "_dropped", "_eof", "_halt", "_head_fed",
+        "_header_bytes", "_headers", "_idle_at", "_in_head", "_in_message", "_lingering",
+        "_loop", "_message_at", "_origin", "_paused_at", "_queue", "_reading", "_resume",
+        "_served", "_stopped", "_timer", "_timer_at", "_unfed", "_unstarted", "_url",
+        "_url_len", "_write_paused", "limits", "parser", "server", "transport",
     )  # fmt: skip
 
     def __init__(self, server: EdgeServer) -> None:
@@ -407,8 +411,10 @@ class HttpProtocol(asyncio.Protocol):
         self._served = False  # answered a request: the idle limit is the keep-alive one
         self._reading = True
         self._write_paused = False
+        self._paused_at = 0.0  # loop time writing was paused (the client stopped reading)
         self._stopped = False  # nothing more is parsed on this connection
         self._lingering = False
+        self._dropped = 0  # bytes read and dropped while lingering
         self._eof = False
         self._halt: RequestError | None = None  # why a callback stopped the parser
         self._timer: asyncio.TimerHandle | None = None
@@ -471,8 +477,13 @@ class HttpProtocol(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         # The client does not read its answers: read no more of its requests until it
-        # does (uvicorn's flow control), so answers cannot pile up without bound.
+        # does (uvicorn's flow control), so answers cannot pile up without bound. If it
+        # reads nothing for the keep-alive timeout, it is cut (nginx's send_timeout).
         self._write_paused = True
+        self._paused_at = now = self._loop.time()
+        due = now + self.limits.keep_alive
+        if due < self._timer_at:
+            self._arm(due)
         self._settle()
 
     def resume_writing(self) -> None:
@@ -485,7 +496,11 @@ class HttpProtocol(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         if self._stopped:
-            return  # refused or ending: what still comes is read and dropped
+            # Refused or ending: what still comes is read and dropped, up to a bound.
+            self._dropped += len(data)
+            if self._dropped > LINGER_BYTES and self.transport is not None:
+                self.transport.close()
+            return
         self._unfed = self._unfed + data if self._unfed else data
         self._pump()
 
@@ -933,7 +948,14 @@ class HttpProtocol(asyncio.Protocol):
             return
         now = self._loop.time()
         limits = self.limits
-        if self._in_message and (self._unfed or not self._reading):
+        if self._write_paused:
+            # The client reads none of its answers: the edge waits on it, not the reverse.
+            due = self._paused_at + limits.keep_alive
+            if now >= due:
+                self.server.metrics.limit_hit("write_stalled")
+                transport.abort()  # what is buffered for it will never be read
+                return
+        elif self._in_message and (self._unfed or not self._reading):
             # The rest of the request is here (or in the socket) but not parsed: the
             # pipeline is full and it is the edge that waits, not the client. The clock
             # starts again when parsing does (see _parse).
