@@ -72,6 +72,7 @@ class FakeTransport(asyncio.Transport):
         self.eof_written = False
         self.closed = asyncio.Event()
         self.ended = asyncio.Event()  # closed, or half-closed after the last answer
+        self.aborted = False
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         assert not self.closed.is_set(), "write after close"
@@ -87,7 +88,11 @@ class FakeTransport(asyncio.Transport):
         self.ended.set()
 
     def abort(self) -> None:
+        self.aborted = True
         self.close()
+
+    def is_aborted(self) -> bool:  # a method: mypy does not narrow it across awaits
+        return self.aborted
 
     def is_closing(self) -> bool:
         return self.closed.is_set()
@@ -415,6 +420,22 @@ async def test_a_client_that_reads_none_of_its_answers_is_cut_after_the_keep_ali
     protocol.pause_writing()  # the transport's buffer is over its high-water mark
     await closed(transport)
     assert bench.limit_hits() == {"write_stalled": 1.0}
+    protocol.connection_lost(None)
+
+
+async def test_a_closed_connection_whose_client_never_reads_is_aborted() -> None:
+    # transport.close() waits to flush what is buffered; a client that reads nothing
+    # would keep the socket (and its place under the connection limit) for ever.
+    bench = _bench(keep_alive_timeout_seconds=0.05)
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/init.mp4"))
+    await closed(transport)  # idle: closed by the keep-alive timeout ...
+    assert not transport.is_aborted()
+    for _ in range(100):  # ... but connection_lost never comes: aborted a timeout later
+        if transport.is_aborted():
+            break
+        await asyncio.sleep(0.01)
+    assert transport.is_aborted()
     protocol.connection_lost(None)
 
 

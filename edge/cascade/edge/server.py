@@ -498,8 +498,8 @@ class HttpProtocol(asyncio.Protocol):
         if self._stopped:
             # Refused or ending: what still comes is read and dropped, up to a bound.
             self._dropped += len(data)
-            if self._dropped > LINGER_BYTES and self.transport is not None:
-                self.transport.close()
+            if self._dropped > LINGER_BYTES:
+                self._close()
             return
         self._unfed = self._unfed + data if self._unfed else data
         self._pump()
@@ -547,7 +547,7 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         if self._eof and not self._lingering and not self._queue and not self._unfed:
-            transport.close()
+            self._close()
             return
         full = len(self._queue) >= self.limits.pipeline
         want = self._lingering or not (self._stopped or self._write_paused or self._unfed or full)
@@ -911,6 +911,15 @@ class HttpProtocol(asyncio.Protocol):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(data)
 
+    def _close(self) -> None:
+        """Close once what is buffered is sent; abort if that has not happened within the
+        keep-alive timeout (a client that reads nothing must not keep its socket)."""
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        transport.close()
+        self._arm(self._loop.time() + self.limits.keep_alive)
+
     def _linger(self) -> None:
         """End the connection after the answer just written (see :data:`LINGER_SECONDS`)."""
         self._stop_reading()
@@ -918,7 +927,7 @@ class HttpProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing() or self._lingering:
             return
         if self._eof or not transport.can_write_eof():
-            transport.close()  # nothing more will come from the client
+            self._close()  # nothing more will come from the client
             return
         self._lingering = True
         transport.write_eof()  # after what is buffered: the client reads it, then EOF
@@ -941,10 +950,15 @@ class HttpProtocol(asyncio.Protocol):
         self._timer = None
         self._timer_at = math.inf
         transport = self.transport
-        if transport is None or transport.is_closing():
+        if transport is None:
+            return
+        if transport.is_closing():
+            # Closed a keep-alive timeout ago and still not gone: its client reads none of
+            # what is buffered for it (the transport would wait for that forever).
+            transport.abort()
             return
         if self._lingering:
-            transport.close()
+            self._close()
             return
         now = self._loop.time()
         limits = self.limits
@@ -979,7 +993,7 @@ class HttpProtocol(asyncio.Protocol):
                 self.server.metrics.limit_hit(
                     "keep_alive_timeout" if self._served else "header_timeout"
                 )
-                transport.close()
+                self._close()
                 return
         else:
             # Requests in flight: held ones end by their own deadline. Look again later.
