@@ -7,10 +7,11 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PYTHON ?= python3
-# ffmpeg: the transcoder; redis-server: state; chromium + fonts: the browser tests and the
-# clock burnt into the demo; nginx + wrk: the reference server and client of the benchmarks;
-# openssl, curl: the test control plane's certificates and readiness probes.
-APT_PACKAGES := ffmpeg redis-server chromium fonts-dejavu-core nginx-light wrk procps openssl curl
+# ffmpeg: the transcoder; redis-server: state; redis-sentinel: the Sentinel failover tests
+# and benchmark; chromium + fonts: the browser tests and the clock burnt into the demo;
+# nginx + wrk: the reference server and client of the benchmarks; openssl, curl: the test
+# control plane's certificates and readiness probes.
+APT_PACKAGES := ffmpeg redis-server redis-sentinel chromium fonts-dejavu-core nginx-light wrk procps openssl curl
 ROOTS := core transcoder edge operator cli
 
 .PHONY: help setup run test test-fast lint bench clean
@@ -65,6 +66,7 @@ bench: setup
 	$(PY) bench/edge_hotpath.py
 	$(PY) bench/edge_viewers.py
 	$(PY) bench/operator_scale.py
+	$(PY) bench/redis_failover.py
 
 include mk/cluster.mk
 
