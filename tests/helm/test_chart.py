@@ -20,6 +20,7 @@ import yaml
 from pydantic import AliasChoices
 
 from cascade.core.crd import render_crd
+from cascade.core.redisurl import SentinelUrl, parse_redis_url
 from cascade.core.settings import EdgeSettings
 from cascade.operator.settings import OperatorSettings
 
@@ -52,6 +53,13 @@ VALUE_SETS: dict[str, list[str]] = {
     "one-namespace": [
         "operator.watchNamespace=streams",
         "playbackBaseUrl=https://live.example.com",
+    ],
+    "external-sentinel": [
+        "redis.enabled=false",
+        "redis.sentinel.hosts={redis-node-0.redis:26379,redis-node-1.redis:26379}",
+        "redis.sentinel.masterName=cascade",
+        "redis.sentinel.usePassword=true",
+        "redis.passwordSecret=redis-auth",
     ],
 }
 
@@ -262,6 +270,34 @@ def test_operator_settings_from_the_chart_parse(
     assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
 
 
+def test_an_external_sentinel_reaches_every_program_as_one_url(
+    helm: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = render(helm, VALUE_SETS["external-sentinel"])
+    assert not [d for d in docs if "-redis" in d["metadata"]["name"]]  # no bundled Redis
+    urls = set()
+    for owner, _, container in containers(docs):
+        env = {e["name"]: e.get("value", "secret") for e in container.get("env", [])}
+        if "REDIS_URL" in env:
+            urls.add(env["REDIS_URL"])
+            assert list(env).index("REDIS_PASSWORD") < list(env).index("REDIS_URL"), owner
+    (url,) = urls
+    assert url == (
+        "redis+sentinel://:$(REDIS_PASSWORD)@redis-node-0.redis:26379,redis-node-1.redis:26379"
+        "/cascade/0?sentinel_password=$(REDIS_PASSWORD)"
+    )
+    # As the programs read it (Kubernetes has expanded $(REDIS_PASSWORD) by then).
+    monkeypatch.setenv("REDIS_URL", url.replace("$(REDIS_PASSWORD)", "pw"))
+    location = parse_redis_url(OperatorSettings().redis_url)
+    assert location == SentinelUrl(
+        (("redis-node-0.redis", 26379), ("redis-node-1.redis", 26379)),
+        "cascade",
+        password="pw",
+        sentinel_password="pw",
+    )
+    assert EdgeSettings().redis_url == OperatorSettings().redis_url
+
+
 @pytest.mark.parametrize(
     ("value", "says"),
     [
@@ -271,6 +307,7 @@ def test_operator_settings_from_the_chart_parse(
         ("edge.autoscaling.targetCPUUtilizationPercentage=0", "targetCPUUtilizationPercentage"),
         ("redis.enabled=false", "/redis/externalUrl"),
         ("redis.externalUrl=http://x", "/redis/externalUrl"),
+        ("redis.sentinel.hosts={sentinel-without-port}", "/redis/sentinel/hosts/0"),
         ("transcoder.gpuTolerations[0].effect=Sometimes", "/transcoder/gpuTolerations/0/effect"),
         ("edge.maxStreamsPerViewr=6", "maxStreamsPerViewr"),
         ("image.pullPolicy=Sometimes", "/image/pullPolicy"),

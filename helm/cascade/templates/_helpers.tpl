@@ -51,13 +51,19 @@ app.kubernetes.io/component: {{ .component }}
 through $(REDIS_PASSWORD), which Kubernetes expands from the variable defined before it. */}}
 {{- define "cascade.redisUrl" -}}
 {{- $url := "" -}}
+{{- $s := .Values.redis.sentinel -}}
 {{- if .Values.redis.enabled -}}
 {{- $url = printf "redis://%s.%s.svc:6379/0" (include "cascade.redisHost" .) .Release.Namespace -}}
+{{- else if and (not .Values.redis.externalUrl) $s.hosts -}}
+{{- $url = printf "redis+sentinel://%s/%s/%v" (join "," $s.hosts) $s.masterName $s.db -}}
+{{- if and $s.usePassword .Values.redis.passwordSecret -}}
+{{- $url = printf "%s?sentinel_password=$(REDIS_PASSWORD)" $url -}}
+{{- end -}}
 {{- else -}}
-{{- $url = required "redis.externalUrl is required when redis.enabled is false" .Values.redis.externalUrl -}}
+{{- $url = required "redis.externalUrl (or redis.sentinel.hosts) is required when redis.enabled is false" .Values.redis.externalUrl -}}
 {{- end -}}
 {{- if .Values.redis.passwordSecret -}}
-{{- regexReplaceAll "^(rediss?://)" $url "${1}:$(REDIS_PASSWORD)@" -}}
+{{- regexReplaceAll "^(rediss?://|redis\\+sentinel://)" $url "${1}:$(REDIS_PASSWORD)@" -}}
 {{- else -}}
 {{- $url -}}
 {{- end -}}
