@@ -266,3 +266,26 @@ async def test_a_sentinel_naming_a_replica_is_not_believed(tmp_path: Path) -> No
         fake.close()
         await fake.wait_closed()
         server.stop()
+
+
+@pytest.mark.anyio
+@pytest.mark.usefixtures("no_task_leaks")
+async def test_an_acl_user_without_info_or_client_id_still_writes(redis_url: str) -> None:
+    admin = Redis.from_url(redis_url)
+    await admin.acl_setuser(
+        "packager",
+        enabled=True,
+        passwords=["+pw"],
+        keys=["*"],
+        commands=["+@all", "-info", "-client|id", "-client|kill"],
+    )
+    writer = RespWriter(redis_url.replace("redis://", "redis://packager:pw@"))
+    try:
+        await writer.connect()
+        writer.publish([(xadd(1), ("r", 0))], replies=False)
+        assert await writer.flush(5)
+        assert await numbers(admin) == [1]
+    finally:
+        await writer.close()
+        await admin.acl_deluser("packager")
+        await admin.aclose()

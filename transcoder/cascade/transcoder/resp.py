@@ -347,30 +347,38 @@ class RespWriter:
             # ROLE: the sentinels' answer may be stale (a failover under way). PING: a
             # restarted Redis still loading its dump refuses writes with -LOADING, which
             # replies-off appends would never show.
-            checks: list[list[Arg]] = [["ROLE"]] if isinstance(loc, SentinelUrl) else []
-            checks += [["PING"], ["CLIENT", "ID"], ["INFO", "server"]]
+            sentinel = isinstance(loc, SentinelUrl)
+            checks: list[list[Arg]] = [["PING"], ["ROLE"]] if sentinel else [["PING"]]
+            # Who this connection is (to close it from the next one): optional, so an ACL
+            # user without CLIENT ID or INFO still writes.
+            checks += [["CLIENT", "ID"], ["INFO", "server"]]
             replies = await protocol.call(transport, [*hello, *checks], CONNECT_TIMEOUT_SECONDS)
-            for reply in replies:
+            for reply in replies[: len(hello) + 1]:  # AUTH, SELECT, PING: must succeed
                 if isinstance(reply, ErrorReply):
                     raise RedisReplyError(f"{host}:{port}: {reply.message}")
-            if isinstance(loc, SentinelUrl):
-                role = replies[len(hello)]
-                if not isinstance(role, list) or not role or role[0] != b"master":
+            if sentinel:
+                role = replies[len(hello) + 1]
+                if isinstance(role, ErrorReply) and role.message.startswith("NOPERM"):
+                    # Unverifiable for this ACL user: a demoted server still answers
+                    # READONLY to the first health report, which drops the connection.
+                    log.debug("%sROLE not permitted: %s", self._prefix(), role.message)
+                elif not isinstance(role, list) or not role or role[0] != b"master":
                     what = role[0] if isinstance(role, list) and role else role
                     raise RedisReplyError(f"{host}:{port} is not the primary (ROLE {what!r})")
             client_id, info = replies[-2], replies[-1]
             here = (host, port, _run_id(info), client_id if isinstance(client_id, int) else -1)
             sync: list[list[Arg]] = []
             previous = self._client
-            if previous is not None and previous[:3] == here[:3]:
+            if previous is not None and previous[3] >= 0 and previous[:3] == here[:3] and here[2]:
                 # The same server process as the connection given up on (it stopped
                 # answering, or refused writes): its unread commands could still run after
                 # the tails below were read, adding entries twice. Closed first, it cannot.
                 sync.append(["CLIENT", "KILL", "ID", previous[3]])
+            kills = len(sync)
             streams = self.outbox.streams_to_check()
             sync += [["XREVRANGE", s, "+", "-", "COUNT", 1] for s in streams]
             replies = await protocol.call(transport, sync, CONNECT_TIMEOUT_SECONDS)
-            for reply in replies:
+            for reply in replies[kills:]:  # a refused CLIENT KILL only loses the guard
                 if isinstance(reply, ErrorReply):
                     raise RedisReplyError(f"{host}:{port}: {reply.message}")
             found = {
