@@ -7,7 +7,8 @@ from collections import Counter
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cascade.transcoder.outbox import Arg, Item, Outbox, Segment
+from cascade.transcoder.outbox import Arg, Item, Outbox, Segment, arg_bytes
+from cascade.transcoder.resp import encode_command
 
 MB = 1_000_000
 
@@ -37,12 +38,21 @@ class Producer:
         self.now = 0.0
 
     def part(self, rendition: str, msn: int, part: int, size: int = 10) -> Item:
-        command = xadd(rendition, msn, part, size)
-        return self.outbox.item(b"%d" % msn + b"." * size, self.now, (rendition, msn), command)
+        data = encode_command(xadd(rendition, msn, part, size))
+        return self.outbox.item(data, self.now, (rendition, msn), f"parts:{rendition}")
 
     def init(self, rendition: str) -> Item:
-        command: list[Arg] = ["XADD", f"parts:{rendition}", "*", "k", "init"]
-        return self.outbox.item(b"init", self.now, None, command)
+        data = encode_command(["XADD", f"parts:{rendition}", "*", "k", "init"])
+        return self.outbox.item(data, self.now, None, f"parts:{rendition}")
+
+
+# What one part of 100 bytes of media weighs, encoded.
+PART = len(encode_command(xadd("a", 0, 0, size=100)))
+
+
+def tail(rendition: str, msn: int, part: int, size: int = 10) -> list[bytes]:
+    """The fields XRANGE gives back for that part's entry."""
+    return [arg_bytes(a) for a in xadd(rendition, msn, part, size)[6:]]
 
 
 def drain(outbox: Outbox, now: float = 0.0) -> list[Item]:
@@ -71,8 +81,8 @@ def test_queued_items_come_out_in_order_before_anything_newer() -> None:
 
 
 def test_overflow_drops_the_oldest_whole_segment_never_a_part_of_one() -> None:
-    # Segments of 3 parts of ~100 bytes: room for about two of them.
-    outbox = Outbox(max_bytes=700, max_seconds=999, retain_seconds=0)
+    # Segments of 3 parts: room for two of them and a bit.
+    outbox = Outbox(max_bytes=7 * PART + 100, max_seconds=999, retain_seconds=0)
     p = Producer(outbox)
     init = p.init("a")
     outbox.queue([init], 0.0)
@@ -83,7 +93,7 @@ def test_overflow_drops_the_oldest_whole_segment_never_a_part_of_one() -> None:
 
     assert dropped == [("a", 0), ("a", 1)]
     assert outbox.lost_segments == 2
-    assert outbox.bytes <= 700
+    assert outbox.bytes <= 7 * PART + 100
     left = drain(outbox)
     assert left[0] is init  # an init is never dropped: every later part needs it
     assert keys(left[1:]) == [("a", 2)] * 3 + [("a", 3)] * 3
@@ -115,7 +125,7 @@ def test_the_time_budget_drops_segments_older_than_it() -> None:
 
 
 def test_the_oldest_segment_goes_first_whichever_rendition_it_is() -> None:
-    outbox = Outbox(max_bytes=450, max_seconds=999, retain_seconds=0)
+    outbox = Outbox(max_bytes=int(4.5 * PART), max_seconds=999, retain_seconds=0)
     p = Producer(outbox)
     dropped: list[Segment] = []
     for msn in range(3):
@@ -166,8 +176,8 @@ def test_skip_delivered_drops_what_the_stream_tail_shows_is_there() -> None:
     outbox.queue([never_written], 0.0)
     assert outbox.streams_to_check() == ["parts:a", "parts:b"]
 
-    tail_a = written[1].fields()  # Redis has a/0.0 and a/0.1; b's stream is empty
-    skipped = outbox.skip_delivered({"parts:a": tail_a, "parts:b": None})
+    # Redis has a/0.0 and a/0.1; b's stream is empty
+    skipped = outbox.skip_delivered({"parts:a": tail("a", 0, 1), "parts:b": None})
 
     assert skipped == 2
     assert drain(outbox) == [written[2], written[3], written[4], never_written]
@@ -181,8 +191,7 @@ def test_skip_delivered_without_a_matching_tail_replays_everything() -> None:
     outbox.wrote(written, 0.0)
     outbox.disconnected()
 
-    older = p.part("a", 1, 0).fields()
-    assert outbox.skip_delivered({"parts:a": older}) == 0
+    assert outbox.skip_delivered({"parts:a": tail("a", 1, 0)}) == 0
     assert drain(outbox) == written
 
 

@@ -13,7 +13,8 @@ comes back. Three ways to lose parts follow, and the outbox covers each:
   before anything newer, once a connection is back.
 
 After a reconnect the writer reads the last entry of each Redis Stream concerned and
-:meth:`Outbox.skip_delivered` drops every item up to the one equal to it: what Redis has
+:meth:`Outbox.skip_delivered` drops every item up to the one equal to it (the entry's
+fields, data included, are the end of the XADD as written): what Redis has
 is not sent again, so a replay adds no duplicate entry (stream ids are assigned by the
 server: a duplicate XADD would be a second entry, not an overwrite). What is replayed
 beyond that (``SET`` of an init or an archived segment) is idempotent.
@@ -40,28 +41,30 @@ def arg_bytes(arg: Arg) -> bytes:
     return arg if isinstance(arg, bytes) else str(arg).encode()
 
 
+def bulk_strings(values: Sequence[bytes]) -> bytes:
+    """Values as RESP bulk strings: how an XADD written with them ends."""
+    return b"".join(b"$%d\r\n%s\r\n" % (len(v), v) for v in values)
+
+
 @dataclass(slots=True, eq=False)
 class Item:
-    """One ordered command: an XADD, or the SET of an init or an archived segment."""
+    """One ordered command: an XADD, or the SET of an init or an archived segment.
+
+    Only the encoded command is kept (the bytes of a part once, not twice): the budget
+    counts what is really held.
+    """
 
     seq: int
     data: bytes  # the command, RESP-encoded
     at: float  # when the packager produced it (the writer's clock)
     segment: Segment | None  # what it belongs to; None: never dropped
-    command: Sequence[Arg]
+    stream: str | None  # the Redis Stream an XADD appends to; None: not an XADD
     written: bool = False  # written to a connection at least once: it may be in Redis
     gone: bool = False  # dropped, or found in Redis already: never written again
 
-    @property
-    def stream(self) -> str | None:
-        """The Redis Stream an XADD appends to (the one whose tail tells if it landed)."""
-        cmd = self.command
-        return str(cmd[1]) if cmd and cmd[0] == "XADD" else None
-
-    def fields(self) -> list[bytes]:
-        """An XADD's field/value pairs, as XRANGE returns them."""
-        cmd = list(self.command)
-        return [arg_bytes(a) for a in cmd[cmd.index("*") + 1 :]]
+    def appends(self, fields: Sequence[bytes]) -> bool:
+        """Is this the XADD of an entry with exactly these fields (as XRANGE gives them)?"""
+        return self.stream is not None and bool(fields) and self.data.endswith(bulk_strings(fields))
 
 
 class Outbox:
@@ -90,9 +93,9 @@ class Outbox:
 
     # ---- items --------------------------------------------------------------------------
 
-    def item(self, data: bytes, at: float, segment: Segment | None, command: Sequence[Arg]) -> Item:
+    def item(self, data: bytes, at: float, segment: Segment | None, stream: str | None) -> Item:
         self._seq += 1
-        return Item(self._seq, data, at, segment, command)
+        return Item(self._seq, data, at, segment, stream)
 
     @property
     def idle(self) -> bool:
@@ -204,13 +207,10 @@ class Outbox:
         for stream, tail in tails.items():
             if not tail:
                 continue
-            want = list(tail)
             candidates = [
-                i
-                for i in self._pending
-                if i.written and not i.gone and i.command[0] == "XADD" and i.stream == stream
+                i for i in self._pending if i.written and not i.gone and i.stream == stream
             ]
-            match = next((i for i in reversed(candidates) if i.fields() == want), None)
+            match = next((i for i in reversed(candidates) if i.appends(tail)), None)
             if match is None:
                 continue
             for item in candidates:

@@ -548,7 +548,10 @@ class RespWriter:
         """
         now = self.clock()
         outbox = self.outbox
-        items = [outbox.item(encode_command(c), now, seg, c) for c, seg in commands]
+        items = [
+            outbox.item(encode_command(c), now, seg, str(c[1]) if c[0] == "XADD" else None)
+            for c, seg in commands
+        ]
         transport = self._transport
         if transport is not None and not self._paused and outbox.pending_items == 0:
             out = [i.data for i in items]
