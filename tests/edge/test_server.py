@@ -502,6 +502,26 @@ async def test_a_long_pipeline_is_answered_in_order_a_batch_per_loop_turn() -> N
     protocol.connection_lost(None)
 
 
+async def test_pipelines_share_one_batch_per_loop_iteration_whatever_their_number() -> None:
+    # Ten flooding connections must not take ten batches of each iteration from the
+    # viewers: after their first batch (in their own read), one of them goes on per turn.
+    bench = _bench(limit_pipelined_requests=4)
+    pairs = [bench.connect() for _ in range(10)]
+    for protocol, _ in pairs:
+        protocol.data_received(get("/live/cam1/360p/3.0.m4s") * 100)
+
+    def answered() -> int:
+        return sum(t.written.count(b"HTTP/1.1 200 OK\r\n") for _, t in pairs)
+
+    assert answered() == 10 * 4
+    for turn in range(1, 6):
+        await asyncio.sleep(0)  # one iteration of the loop
+        assert answered() == 10 * 4 + turn * 4
+    for protocol, _ in pairs:
+        protocol.connection_lost(None)
+    await asyncio.sleep(0)  # the backlog lets go of closed connections
+
+
 # ---- connections -------------------------------------------------------------------------
 
 

@@ -268,6 +268,8 @@ class EdgeServer:
         self.origins = frozenset(o.encode() for o in origins)
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self._backlog: deque[HttpProtocol] = deque()  # connections waiting for a turn
+        self._backlog_turn: asyncio.Handle | None = None
         self._lifespan: _Lifespan | None = None
         self.draining = False
 
@@ -305,6 +307,22 @@ class EdgeServer:
             entry = self.waiters[id(feed)] = (feed, waiters)
         entry[1].items.append(held)
 
+    def defer(self, conn: HttpProtocol) -> None:
+        """``conn`` has more pipelined requests than one turn may start: it waits for
+        another. One waiting connection is served per loop iteration, whatever their
+        number, so pipelines together take a bounded share of each iteration beside the
+        viewers' requests (one each, answered in their own callbacks)."""
+        self._backlog.append(conn)
+        if self._backlog_turn is None:
+            self._backlog_turn = asyncio.get_running_loop().call_soon(self._next_turn)
+
+    def _next_turn(self) -> None:
+        self._backlog_turn = None
+        if self._backlog:
+            self._backlog.popleft().resume()  # a closed one returns at once
+        if self._backlog and self._backlog_turn is None:  # (resume may have deferred again)
+            self._backlog_turn = asyncio.get_running_loop().call_soon(self._next_turn)
+
     def allowed_origin(self, origin: bytes | None) -> bytes | None:
         if self.any_origin:
             return b"*"
@@ -340,6 +358,8 @@ class EdgeServer:
             await asyncio.sleep(0.05)
         if self._sweeper is not None:
             self._sweeper.cancel()
+        if self._backlog_turn is not None:
+            self._backlog_turn.cancel()
         for conn in list(self.connections):
             conn.close()
         if self._lifespan is not None:
@@ -379,9 +399,9 @@ class Exchange:
 
 class HttpProtocol(asyncio.Protocol):
     __slots__ = (
-        "_body", "_body_len", "_disconnected", "_dropped", "_eof", "_halt", "_head_fed",
-        "_header_bytes", "_headers", "_idle_at", "_in_head", "_in_message", "_lingering",
-        "_loop", "_message_at", "_origin", "_paused_at", "_queue", "_reading", "_resume",
+        "_body", "_body_len", "_deferred", "_disconnected", "_dropped", "_eof", "_halt",
+        "_head_fed", "_header_bytes", "_headers", "_idle_at", "_in_head", "_in_message",
+        "_lingering", "_loop", "_message_at", "_origin", "_paused_at", "_queue", "_reading",
         "_served", "_stopped", "_timer", "_timer_at", "_unfed", "_unstarted", "_url",
         "_url_len", "_write_paused", "limits", "parser", "server", "transport",
     )  # fmt: skip
@@ -419,7 +439,7 @@ class HttpProtocol(asyncio.Protocol):
         self._halt: RequestError | None = None  # why a callback stopped the parser
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = math.inf
-        self._resume: asyncio.Handle | None = None
+        self._deferred = False  # waiting in the server's backlog for another turn
         self._disconnected: asyncio.Event | None = None
 
     @property
@@ -450,10 +470,9 @@ class HttpProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
         self.transport = None
-        for handle in (self._timer, self._resume):
-            if handle is not None:
-                handle.cancel()
-        self._timer = self._resume = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         for exchange in self._queue:
             held = exchange.held
             if held is not None and not held.done:
@@ -509,8 +528,8 @@ class HttpProtocol(asyncio.Protocol):
     def _pump(self) -> None:
         """Move this connection on: start the requests parsed, write the answers that are
         due (in order), parse more of what was received. At most ``limits.pipeline``
-        requests are started per call; the rest wait for the next loop turn, so one
-        connection's pipeline cannot keep the loop from the viewers' answers."""
+        requests are started per call; the rest wait for another turn (EdgeServer.defer),
+        so no pipeline keeps the loop from the viewers' answers."""
         if self.transport is None:
             return
         budget = self.limits.pipeline
@@ -525,12 +544,14 @@ class HttpProtocol(asyncio.Protocol):
             if not self._unstarted:
                 self._flush()  # a refusal or an ASGI request may be due
                 break
-        if not budget and self._resume is None and (self._unstarted or self._may_parse()):
-            self._resume = self._loop.call_soon(self._resumed)
+        if not budget and not self._deferred and (self._unstarted or self._may_parse()):
+            self._deferred = True
+            self.server.defer(self)
         self._settle()
 
-    def _resumed(self) -> None:
-        self._resume = None
+    def resume(self) -> None:
+        """Another turn for the rest of this connection's pipeline (see EdgeServer.defer)."""
+        self._deferred = False
         self._pump()
 
     def _may_parse(self) -> bool:
