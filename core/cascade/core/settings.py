@@ -275,8 +275,9 @@ class EdgeSettings(_Base):
             "CASCADE_LIMIT_PIPELINED_REQUESTS", "limit_pipelined_requests"
         ),
         description="Requests of one connection in flight at once (pipelined, answered in "
-        "order); at the limit the edge stops reading that connection until one is answered, "
-        "and it starts at most this many of them per event-loop turn.",
+        "order); at the limit the edge stops reading that connection until one is answered. "
+        "It starts at most this many per turn; pipelines wanting more take turns, one per "
+        "event-loop iteration, so they cannot crowd out the viewers.",
     )
     limit_connections: int = Field(
         default=10000,

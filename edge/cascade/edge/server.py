@@ -35,7 +35,8 @@ and each hit is counted in ``cascade_edge_limit_hits_total{limit}``:
   its answers that long (reading its requests stops as soon as answers pile up);
 * at most ``limit_pipelined_requests`` requests of one connection in flight: the edge stops
   reading that connection while its queue is full, and starts at most that many of its
-  requests per event-loop turn, so a pipeline of thousands cannot hold the loop;
+  requests per turn; pipelines wanting more take turns, one connection per loop iteration
+  (:meth:`EdgeServer.defer`), so pipelines of thousands cannot hold the loop;
 * at most ``limit_connections`` connections: one more gets 503 with Retry-After, at once.
 
 A refused request gets its 4xx in its turn (after the answers of the requests before it),
