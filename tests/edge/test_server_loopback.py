@@ -33,6 +33,7 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_task_leaks")]
 # A viewer's request beside a hostile client: answered within this (they are answered in
 # well under 10 ms on an idle loop; the defects made them wait 1.1-2.7 s).
 PROMPT = 0.5
+FLOOD_PROMPT = 0.06
 
 
 @pytest.fixture
@@ -105,22 +106,27 @@ async def test_a_64_kib_url_gets_414(redis_url: str) -> None:
 
 
 async def test_a_pipelined_flood_does_not_hold_up_a_viewer(redis_url: str) -> None:
+    flood_size = 20_000  # small requests in one write: ~5,000 in each read of the edge
     async with (
         live_edge(redis_url, limit_pipelined_requests=16) as edge,
         edge.connection() as (reader, writer),
     ):
 
         async def flood() -> int:
-            writer.write(request(PART_PATH) * 5000)  # one write
-            for n in range(5000):  # every one answered, in order
+            writer.write(request(PART_PATH) * flood_size)
+            for n in range(flood_size):  # every one answered, in order
                 r = await asyncio.wait_for(read_response(reader), 10)
                 assert r.status == 200 and r.body == part_body(3, 0), n
-            return 5000
+                if n % 50 == 0:
+                    await asyncio.sleep(0)  # this client shares the loop with the edge
+            return flood_size
 
         task = asyncio.ensure_future(flood())
         latencies = await viewer_latencies(edge, task)
-        assert await task == 5000
-    assert latencies and max(latencies) < PROMPT, latencies
+        assert await task == flood_size
+    # Each read's requests were all answered in one callback: the viewer waited 130-180 ms
+    # behind them. Now a batch of 16 per loop iteration: about a millisecond.
+    assert latencies and max(latencies) < FLOOD_PROMPT, latencies
 
 
 async def test_held_head_then_get_on_a_socket_in_order_and_without_a_body(redis_url: str) -> None:
