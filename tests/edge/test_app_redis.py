@@ -252,6 +252,7 @@ async def test_new_generation_brings_its_init_and_a_discontinuity(edge: Edge) ->
         ("/live/CAM1.m3u8", 404),
         ("/static/..%2Fapp.py", 404),
         ("/static/nope.js", 404),
+        ("/static/" + "a" * 300 + ".js", 404),  # ENAMETOOLONG from the file system was a 500
         ("/watch/Bad_Name", 404),
         ("/watch?streams=a,b,c,d,e,f,g", 400),
         ("/watch?streams=", 400),

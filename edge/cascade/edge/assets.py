@@ -8,6 +8,9 @@ from pathlib import Path
 
 STATIC_DIR = Path(__file__).parent / "static"
 _NAME_RE = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9]+)+")  # fullmatch: "$" passes a final "\n"
+# Longer than any file we ship: asking the file system about a longer name raises
+# "File name too long" (ENAMETOOLONG), which must be a 404, not a 500.
+_MAX_NAME = 64
 
 
 def hlsjs_path() -> Path | None:
@@ -24,7 +27,7 @@ def hlsjs_path() -> Path | None:
 
 def static_file(name: str) -> Path | None:
     """The file to serve for ``/static/{name}``; None for anything else (no path tricks)."""
-    if not _NAME_RE.fullmatch(name):
+    if len(name) > _MAX_NAME or not _NAME_RE.fullmatch(name):
         return None
     if name == "hls.min.js":
         return hlsjs_path()
