@@ -154,9 +154,7 @@ class Bench:
     def land(self, msn: int, index: int) -> None:
         """A part arrives: applied to the window, then the held requests are woken."""
         self.feed.window.apply(_part(msn, index))
-        self.feed.signal.notify()
-        if self.feed.waiters is not None:
-            self.feed.waiters.wake()
+        self.feed.notify()
 
     def limit_hits(self) -> dict[str, float]:
         hits = {}

@@ -2,7 +2,7 @@
 
 One task discovers streams (the ``cascade:streams`` set and each stream's meta and
 health); one task ``XREAD BLOCK``s every rendition's part stream at once, applies new
-entries to the windows and wakes the requests waiting on them. Requests never read
+entries to the windows and tells each feed's subscribers. Requests never read
 Redis for live parts: a new part reaches each edge once, whatever the viewer count.
 
 Redis going away and coming back never makes a live stream vanish:
@@ -28,7 +28,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -52,43 +52,60 @@ READ_STALL_SECONDS = XREAD_BLOCK_MS / 1000 + 1.0
 STALL_GRACE_SECONDS = 1.0
 
 
-class Wakeable(Protocol):
-    def wake(self) -> None: ...
+class Subscription:
+    """One subscriber of a feed: ``callback`` runs each time the hub has applied new entries.
 
+    Returned by :meth:`RenditionFeed.subscribe`; give it back to
+    :meth:`RenditionFeed.unsubscribe`. The hub knows nothing of what the callback does (the
+    edge's server answers held requests in it; the ASGI path resolves a future).
+    """
 
-class Signal:
-    """Wakes every waiter on the next change: one event per change, swapped on ``notify``."""
+    __slots__ = ("callback",)
 
-    __slots__ = ("_event",)
-
-    def __init__(self) -> None:
-        self._event = asyncio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = asyncio.Event()
-
-    async def wait(self, seconds: float) -> bool:
-        event = self._event
-        try:
-            await asyncio.wait_for(event.wait(), seconds)
-        except TimeoutError:
-            return False
-        return True
+    def __init__(self, callback: Callable[[], object]) -> None:
+        self.callback = callback
 
 
 @dataclass(slots=True)
 class RenditionFeed:
+    """One rendition followed from Redis: its window, where reading goes on, and who is
+    told when new entries are applied. The hub's own: callers read the window and
+    subscribe; they never write here."""
+
     window: RenditionWindow
     key: str
     last_id: bytes = b"0-0"
-    signal: Signal = field(default_factory=Signal)
     # The last rendered media playlist per delta flag, keyed by the versions of every
     # window it shows (rendition reports read the others): when a part lands, all the
     # viewers blocked on it get the same bytes, rendered once.
     rendered: dict[bool, tuple[tuple[int, ...], bytes]] = field(default_factory=dict)
-    # Requests held by the edge's server until a part lands (``server.Waiters``).
-    waiters: Wakeable | None = None
+    _subscriptions: dict[Subscription, None] = field(default_factory=dict, init=False, repr=False)
+
+    def subscribe(self, callback: Callable[[], object]) -> Subscription:
+        """Call ``callback()`` after every batch of entries the hub applies to this feed,
+        until :meth:`unsubscribe`. A change before this call is not told: check the window
+        first, then subscribe, with no await in between."""
+        subscription = Subscription(callback)
+        self._subscriptions[subscription] = None
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """No more calls for ``subscription``; a subscription already gone is ignored."""
+        self._subscriptions.pop(subscription, None)
+
+    def notify(self) -> None:
+        """Run every subscriber's callback: the hub calls this after applying entries.
+
+        A callback that raises is logged and the others still run: a subscriber's bug
+        must not stop the hub from following Redis.
+        """
+        if not self._subscriptions:
+            return
+        for subscription in list(self._subscriptions):  # a callback may unsubscribe
+            try:
+                subscription.callback()
+            except Exception:
+                log.exception("%s: a subscriber failed", self.key)
 
 
 @dataclass(slots=True)
@@ -342,9 +359,7 @@ class Hub:
                         feed.window.apply(schema.decode_entry(fields))
                     except SchemaError as exc:
                         log.warning("%s: %s", feed.key, exc)
-                feed.signal.notify()
-                if feed.waiters is not None:
-                    feed.waiters.wake()
+                feed.notify()
             now = self._last_read_at = loop.time()
             if not pending:
                 # An empty answer means nothing came for the whole block time.

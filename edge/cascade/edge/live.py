@@ -6,8 +6,9 @@ part at about a twentieth of nginx's rate, a bare ASGI callable at most of it; s
 requests are answered by :func:`handle_live` straight from the raw ASGI entry point
 (:mod:`cascade.edge.asgi`), and FastAPI keeps the rest (player, health, status, metrics).
 
-Each handler validates the request, asks the window (pure) what to do, waits on the
-hub's signal when the answer is "block", and renders with :mod:`cascade.hls.playlist`.
+Each handler validates the request, asks the window (pure) what to do, holds the request
+when the answer is "block" (woken through the feed's subscription), and renders with
+:mod:`cascade.hls.playlist`.
 """
 
 from __future__ import annotations
@@ -206,7 +207,7 @@ def decide(path: str, query: bytes, services: Services, now: float) -> Reply | P
 
 
 async def handle_live(path: str, query: bytes, services: Services, metrics: Metrics) -> Reply:
-    """:func:`decide`, waiting on the hub's signal when the answer is to hold the request."""
+    """:func:`decide`, waiting through the feed's subscription while the request is held."""
     loop = asyncio.get_running_loop()
     decision = decide(path, query, services, loop.time())
     if isinstance(decision, Later):
@@ -221,13 +222,32 @@ async def handle_live(path: str, query: bytes, services: Services, metrics: Metr
             now = loop.time()
             remaining = decision.deadline - now
             if remaining > 0:
-                await decision.feed.signal.wait(remaining)
+                await changed(decision.feed, remaining)
             elif decision.deadline <= services.hub.expiry_horizon(now):
                 raise decision.expired
             else:
                 # Past the deadline, but what Redis held by then is not applied yet (the
                 # event loop was paused): the hub's next read may bring the part.
-                await decision.feed.signal.wait(CATCH_UP_POLL_SECONDS)
+                await changed(decision.feed, CATCH_UP_POLL_SECONDS)
+
+
+async def changed(feed: RenditionFeed, seconds: float) -> None:
+    """Until the hub applies new entries to ``feed``, or ``seconds`` pass: one future and
+    one timer, through the feed's subscription (no task, no event per change)."""
+    loop = asyncio.get_running_loop()
+    woken: asyncio.Future[None] = loop.create_future()
+    timer = loop.call_later(seconds, _resolve, woken)
+    subscription = feed.subscribe(lambda: _resolve(woken))
+    try:
+        await woken
+    finally:
+        timer.cancel()
+        feed.unsubscribe(subscription)
+
+
+def _resolve(woken: asyncio.Future[None]) -> None:
+    if not woken.done():
+        woken.set_result(None)
 
 
 def _view(services: Services, stream: str) -> StreamView:

@@ -198,12 +198,21 @@ def version_refusal(version: str) -> RequestError | None:
 
 
 class Waiters:
-    """Held LL-HLS requests of one rendition, answered when a part lands or they expire."""
+    """Held LL-HLS requests of one rendition, answered when a part lands or they expire.
 
-    __slots__ = ("items",)
+    Woken through one subscription to the feed (the hub calls :meth:`wake` after applying
+    entries); the server gives it back once nothing is held there any more.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("feed", "items", "subscription")
+
+    def __init__(self, feed: RenditionFeed) -> None:
+        self.feed = feed
         self.items: list[Held] = []
+        self.subscription = feed.subscribe(self.wake)
+
+    def close(self) -> None:
+        self.feed.unsubscribe(self.subscription)
 
     def wake(self) -> None:
         """The hub applied new entries: answer every held request that can be answered."""
@@ -263,7 +272,7 @@ class EdgeServer:
         self.metrics = metrics
         self.connections: set[HttpProtocol] = set()
         metrics.connections.set_function(lambda: len(self.connections))
-        self.waiters: dict[int, tuple[RenditionFeed, Waiters]] = {}  # id(feed) -> its waiters
+        self.waiters: dict[int, Waiters] = {}  # id(feed) -> its waiters (they keep the feed)
         origins = settings.cors_allow_origins
         self.any_origin = "*" in origins
         self.origins = frozenset(o.encode() for o in origins)
@@ -301,12 +310,10 @@ class EdgeServer:
         return port
 
     def hold(self, feed: RenditionFeed, held: Held) -> None:
-        entry = self.waiters.get(id(feed))
-        if entry is None:
-            waiters = Waiters()
-            feed.waiters = waiters  # the hub wakes them when it applies a part
-            entry = self.waiters[id(feed)] = (feed, waiters)
-        entry[1].items.append(held)
+        waiters = self.waiters.get(id(feed))
+        if waiters is None:
+            waiters = self.waiters[id(feed)] = Waiters(feed)
+        waiters.items.append(held)
 
     def defer(self, conn: HttpProtocol) -> None:
         """``conn`` has more pipelined requests than one turn may start: it waits for
@@ -338,9 +345,10 @@ class EdgeServer:
         # Only what the hub has caught up past: after a pause of the loop, the part may be
         # in Redis or in a read's unapplied answer (Hub.expiry_horizon).
         horizon = self.services.hub.expiry_horizon(loop.time())
-        for key, (_, waiters) in list(self.waiters.items()):
+        for key, waiters in list(self.waiters.items()):
             waiters.expire(horizon)
             if not waiters.items:
+                waiters.close()
                 del self.waiters[key]
         self._sweeper = loop.call_later(0.1, self._sweep)
 
