@@ -142,12 +142,13 @@ def _number(text: str, limit: int) -> int | None:
 
 
 @dataclass(slots=True)
-class Pending:
-    """A request held until its part exists: ``check()`` answers it once it can.
+class Hold:
+    """A request waiting for its part (or playlist update), with its check and deadline.
 
     ``check`` returns the reply when ready, None to keep waiting, and raises
-    :class:`HttpError` when the request can no longer be satisfied. ``deadline`` is on the
-    event loop's clock; once it is past and the hub has applied what Redis held by then
+    :class:`HttpError` when the request can no longer be satisfied. It is run after each
+    change of ``feed`` (both front doors subscribe to it). ``deadline`` is on the event
+    loop's clock; once it is past and the hub has applied what Redis held by then
     (:meth:`Hub.expiry_horizon`), the answer is ``expired`` (503).
     """
 
@@ -172,13 +173,15 @@ class Services:
 
 
 @dataclass(slots=True)
-class Later:
-    """An answer that needs Redis first (admission, a grant, an archived segment)."""
+class Lookup:
+    """An answer that needs Redis first (admission, a grant, an archived segment): one
+    coroutine, which ends in a reply or a :class:`Hold`. Not a held request: it waits on
+    Redis, not on the window."""
 
-    run: Callable[[], Awaitable[Reply | Pending]]
+    run: Callable[[], Awaitable[Reply | Hold]]
 
 
-def decide(path: str, query: bytes, services: Services, now: float) -> Reply | Pending | Later:
+def decide(path: str, query: bytes, services: Services, now: float) -> Reply | Hold | Lookup:
     """Answer ``GET /live/...`` now, say what to wait for, or what to ask Redis first.
 
     Raises :class:`HttpError` for a request refused at once. ``now`` is the loop's clock.
@@ -190,7 +193,7 @@ def decide(path: str, query: bytes, services: Services, now: float) -> Reply | P
         if not name.endswith(".m3u8"):
             raise HttpError(404, f"not a playlist: /live/{name}")
         view = _view(services, name[:-5])
-        return Later(lambda: _multivariant(view, params, services))
+        return Lookup(lambda: _multivariant(view, params, services))
     if len(parts) != 3:
         raise HttpError(404, "expected /live/{stream}.m3u8 or /live/{stream}/{rendition}/{file}")
     view = _view(services, parts[0])
@@ -199,7 +202,7 @@ def decide(path: str, query: bytes, services: Services, now: float) -> Reply | P
     if name == "index.m3u8":
         viewer = parse_viewer_id(params.get(HLS_CTX))
         if view.meta.access == "signed":
-            return Later(lambda: _signed_media_playlist(view, feed, params, viewer, services, now))
+            return Lookup(lambda: _signed_media_playlist(view, feed, params, viewer, services, now))
         if viewer is not None and services.settings.viewer_tracking_enabled:
             services.sessions.touch(viewer, view.name, services.clock())
         return _media_playlist(view, feed, params, services.settings, now)
@@ -210,7 +213,7 @@ async def handle_live(path: str, query: bytes, services: Services, metrics: Metr
     """:func:`decide`, waiting through the feed's subscription while the request is held."""
     loop = asyncio.get_running_loop()
     decision = decide(path, query, services, loop.time())
-    if isinstance(decision, Later):
+    if isinstance(decision, Lookup):
         decision = await decision.run()
     if isinstance(decision, Reply):
         return decision
@@ -325,7 +328,7 @@ async def _signed_media_playlist(
     viewer: str | None,
     services: Services,
     now: float,
-) -> Reply | Pending:
+) -> Reply | Hold:
     """A media playlist of a signed stream: the session's inherited grant, or a token."""
     wall = services.clock()
     try:
@@ -358,7 +361,7 @@ def _media_playlist(
     params: Mapping[str, str],
     settings: EdgeSettings,
     now: float,
-) -> Reply | Pending:
+) -> Reply | Hold:
     msn = _directive("_HLS_msn", params.get("_HLS_msn"))
     part = _directive("_HLS_part", params.get("_HLS_part"))
     skip = params.get("_HLS_skip")
@@ -399,7 +402,7 @@ def _media_playlist(
         if starting
         else HttpError(503, f"segment {want_msn} part {want_part} did not arrive in time")
     )
-    return Pending(feed, check, now + _timeout(view, settings), expired)
+    return Hold(feed, check, now + _timeout(view, settings), expired)
 
 
 def _render(view: StreamView, feed: RenditionFeed, delta: bool) -> Reply:
@@ -426,7 +429,7 @@ def _render(view: StreamView, feed: RenditionFeed, delta: bool) -> Reply:
 
 def _media_file(
     view: StreamView, feed: RenditionFeed, name: str, services: Services, now: float
-) -> Reply | Pending | Later:
+) -> Reply | Hold | Lookup:
     settings = services.settings
     window = feed.window
     if name.startswith("init") and name.endswith(".mp4"):
@@ -458,7 +461,7 @@ def _media_file(
         if window.segments and msn < window.segments[0].msn:
             # Older than the live window (a slow client, a DVR-style request): the
             # archive in Redis, through the edge's bounded cache.
-            return Later(lambda: _archived(view, window.name, msn, services))
+            return Lookup(lambda: _archived(view, window.name, msn, services))
         raise HttpError(
             404, f"segment {msn} of {view.name}/{window.name} is not in the live window"
         )
@@ -483,7 +486,7 @@ def _media_file(
     if reply is not None:
         return reply
     expired = HttpError(503, f"part {msn}.{index} did not arrive in time")
-    return Pending(feed, check, now + _timeout(view, settings), expired)
+    return Hold(feed, check, now + _timeout(view, settings), expired)
 
 
 async def _archived(view: StreamView, rendition: str, msn: int, services: Services) -> Reply:

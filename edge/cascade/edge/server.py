@@ -5,8 +5,9 @@ Why not uvicorn for everything: at 100 ms parts each viewer makes two requests p
 moment it lands. Measured here (``bench/edge_hotpath.py``, ``bench/edge_viewers.py``),
 uvicorn's per-request machinery (an ASGI scope, a task, three awaits) was most of the
 cost. So this server parses with httptools (the parser uvicorn uses) on uvloop and
-answers ``GET``/``HEAD /live/...`` inside the callback: a held request is a callback in
-its rendition's waiter list, run when the hub applies a new part — no task, no timer
+answers ``GET``/``HEAD /live/...`` inside the callback: a held request (a
+:class:`~cascade.edge.live.Hold`) waits in its feed's :class:`FeedHolds`, which the hub
+wakes through the feed's one subscription when it applies a new part — no task, no timer
 per request. Every other request (player, health, status, metrics, CORS preflight) and
 the lifespan go to the FastAPI application through a small ASGI bridge.
 
@@ -63,9 +64,9 @@ from cascade.core.settings import EdgeSettings
 from cascade.edge.hub import RenditionFeed
 from cascade.edge.live import (
     Headers,
+    Hold,
     HttpError,
-    Later,
-    Pending,
+    Lookup,
     Reply,
     Services,
     decide,
@@ -197,18 +198,19 @@ def version_refusal(version: str) -> RequestError | None:
     return RequestError(400, "malformed", f"HTTP/{version} is not supported: send HTTP/1.1")
 
 
-class Waiters:
-    """Held LL-HLS requests of one rendition, answered when a part lands or they expire.
+class FeedHolds:
+    """The requests held on one feed, answered when a part lands or they expire.
 
     Woken through one subscription to the feed (the hub calls :meth:`wake` after applying
-    entries); the server gives it back once nothing is held there any more.
+    entries), whatever the number held; expired by the server's sweep. The server gives
+    the subscription back once nothing is held there any more.
     """
 
-    __slots__ = ("feed", "items", "subscription")
+    __slots__ = ("exchanges", "feed", "subscription")
 
     def __init__(self, feed: RenditionFeed) -> None:
         self.feed = feed
-        self.items: list[Held] = []
+        self.exchanges: list[Exchange] = []
         self.subscription = feed.subscribe(self.wake)
 
     def close(self) -> None:
@@ -216,49 +218,17 @@ class Waiters:
 
     def wake(self) -> None:
         """The hub applied new entries: answer every held request that can be answered."""
-        if self.items:
-            self.items = [held for held in self.items if not held.try_answer()]
+        if self.exchanges:
+            self.exchanges = [e for e in self.exchanges if not e.try_release()]
 
-    def expire(self, now: float) -> None:
-        if self.items:
-            for held in self.items:
-                if held.pending.deadline <= now:
-                    held.expire()
-            self.items = [held for held in self.items if not held.done]
-
-
-class Held:
-    """One request waiting for its part: a callback, not a task."""
-
-    __slots__ = ("done", "exchange", "pending", "protocol")
-
-    def __init__(self, protocol: HttpProtocol, exchange: Exchange, pending: Pending) -> None:
-        self.protocol = protocol
-        self.exchange = exchange
-        self.pending = pending
-        self.done = False  # answered, or its connection is gone
-
-    def try_answer(self) -> bool:
-        """True once answered (now or before)."""
-        if self.done:
-            return True
-        try:
-            reply = self.pending.check()
-        except HttpError as exc:
-            reply = error_reply(exc)
-        if reply is None:
-            return False
-        self._answer(reply)
-        return True
-
-    def expire(self) -> None:
-        if not self.try_answer():
-            self._answer(error_reply(self.pending.expired))
-
-    def _answer(self, reply: Reply) -> None:
-        self.done = True
-        self.protocol.server.metrics.blocked_now.dec()
-        self.protocol.answer(self.exchange, reply)
+    def expire(self, horizon: float) -> None:
+        """Answer 503 to the requests whose deadline is at or before ``horizon``."""
+        if self.exchanges:
+            for exchange in self.exchanges:
+                hold = exchange.hold
+                if hold is not None and hold.deadline <= horizon:
+                    exchange.expire()
+            self.exchanges = [e for e in self.exchanges if e.hold is not None]
 
 
 class EdgeServer:
@@ -272,7 +242,7 @@ class EdgeServer:
         self.metrics = metrics
         self.connections: set[HttpProtocol] = set()
         metrics.connections.set_function(lambda: len(self.connections))
-        self.waiters: dict[int, Waiters] = {}  # id(feed) -> its waiters (they keep the feed)
+        self.holds: dict[int, FeedHolds] = {}  # id(feed) -> the requests held on it
         origins = settings.cors_allow_origins
         self.any_origin = "*" in origins
         self.origins = frozenset(o.encode() for o in origins)
@@ -309,11 +279,12 @@ class EdgeServer:
         port: int = server.sockets[0].getsockname()[1]
         return port
 
-    def hold(self, feed: RenditionFeed, held: Held) -> None:
-        waiters = self.waiters.get(id(feed))
-        if waiters is None:
-            waiters = self.waiters[id(feed)] = Waiters(feed)
-        waiters.items.append(held)
+    def hold(self, exchange: Exchange, feed: RenditionFeed) -> None:
+        """Keep a held request with the others on its feed (see :class:`FeedHolds`)."""
+        holds = self.holds.get(id(feed))
+        if holds is None:
+            holds = self.holds[id(feed)] = FeedHolds(feed)
+        holds.exchanges.append(exchange)
 
     def defer(self, conn: HttpProtocol) -> None:
         """``conn`` has more pipelined requests than one turn may start: it waits for
@@ -345,11 +316,11 @@ class EdgeServer:
         # Only what the hub has caught up past: after a pause of the loop, the part may be
         # in Redis or in a read's unapplied answer (Hub.expiry_horizon).
         horizon = self.services.hub.expiry_horizon(loop.time())
-        for key, waiters in list(self.waiters.items()):
-            waiters.expire(horizon)
-            if not waiters.items:
-                waiters.close()
-                del self.waiters[key]
+        for key, holds in list(self.holds.items()):
+            holds.expire(horizon)
+            if not holds.exchanges:
+                holds.close()
+                del self.holds[key]
         self._sweeper = loop.call_later(0.1, self._sweep)
 
     async def stop(self, grace: float) -> None:
@@ -380,11 +351,13 @@ class Exchange:
 
     LL-HLS requests are started (decided, held) as soon as they are parsed; an ASGI
     request runs when it reaches the head of the queue; a refusal has its bytes at once.
+    A held request is its exchange with a :class:`Hold`: a callback in its feed's
+    :class:`FeedHolds`, not a task.
     """
 
     __slots__ = (
-        "asgi", "body", "close", "head_only", "headers", "held", "method", "origin", "path",
-        "query", "raw_path", "reply", "start", "task", "version", "wire",
+        "asgi", "body", "close", "head_only", "headers", "hold", "method", "origin", "path",
+        "protocol", "query", "raw_path", "reply", "start", "task", "version", "wire",
     )  # fmt: skip
 
     def __init__(self, *, start: float, close: bool) -> None:
@@ -402,8 +375,36 @@ class Exchange:
         self.origin: bytes | None = None  # the Access-Control-Allow-Origin to send
         self.reply: Reply | None = None  # an LL-HLS answer, once there
         self.wire: bytes | None = None  # a refusal, as written
-        self.held: Held | None = None
+        self.hold: Hold | None = None  # while held: what it waits for
+        self.protocol: HttpProtocol | None = None  # while held: whom to answer through
         self.task: asyncio.Task[None] | None = None
+
+    def try_release(self) -> bool:
+        """A held request: answered if its hold's check says so. True once it is no
+        longer held (answered now or before, or its connection is gone)."""
+        hold = self.hold
+        if hold is None:
+            return True
+        try:
+            reply = hold.check()
+        except HttpError as exc:
+            reply = error_reply(exc)
+        if reply is None:
+            return False
+        self._release(reply)
+        return True
+
+    def expire(self) -> None:
+        """Past its deadline: answered if it can be, else 503."""
+        hold = self.hold
+        if hold is not None and not self.try_release():
+            self._release(error_reply(hold.expired))
+
+    def _release(self, reply: Reply) -> None:
+        protocol = cast(HttpProtocol, self.protocol)
+        self.hold = self.protocol = None
+        protocol.server.metrics.blocked_now.dec()
+        protocol.answer(self, reply)
 
 
 class HttpProtocol(asyncio.Protocol):
@@ -483,9 +484,9 @@ class HttpProtocol(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         for exchange in self._queue:
-            held = exchange.held
-            if held is not None and not held.done:
-                held.done = True  # its waiter list drops it at the next wake or sweep
+            if exchange.hold is not None:
+                # No longer held: its feed's holds drop it at the next wake or sweep.
+                exchange.hold = exchange.protocol = None
                 self.server.metrics.blocked_now.dec()
         self._queue.clear()
         self._unstarted.clear()
@@ -814,22 +815,23 @@ class HttpProtocol(asyncio.Protocol):
         except Exception:
             log.exception("LL-HLS request failed: %s", exchange.path[:200])
             decision = error_reply(HttpError(500, "internal error"))
-        if isinstance(decision, Later):
-            exchange.task = self._loop.create_task(self._later(exchange, decision))
+        if isinstance(decision, Lookup):
+            exchange.task = self._loop.create_task(self._lookup(exchange, decision))
         elif isinstance(decision, Reply):
             exchange.reply = decision
         else:
             self._hold(exchange, decision)
 
-    def _hold(self, exchange: Exchange, pending: Pending) -> None:
+    def _hold(self, exchange: Exchange, hold: Hold) -> None:
         self.server.metrics.blocked_now.inc()
-        exchange.held = Held(self, exchange, pending)
-        self.server.hold(pending.feed, exchange.held)
+        exchange.hold = hold
+        exchange.protocol = self
+        self.server.hold(exchange, hold.feed)
 
-    async def _later(self, exchange: Exchange, later: Later) -> None:
+    async def _lookup(self, exchange: Exchange, lookup: Lookup) -> None:
         """Requests that ask Redis first (multivariant, signed, archive): one task each."""
         try:
-            decision = await later.run()
+            decision = await lookup.run()
         except HttpError as exc:
             decision = error_reply(exc)
         except Exception:
