@@ -1,8 +1,12 @@
-"""The transcoder's I/O shell: runs FFmpeg, feeds the packager, publishes to Redis.
+"""The transcoder's I/O shell: runs FFmpeg, feeds the packager, hands commands to Redis.
 
 One :class:`StreamRunner` per LiveStream. Each FFmpeg run is a *generation*: when the
 input drops or FFmpeg dies, the runner restarts it with exponential backoff, and the
 next run continues the segment numbering after an ``EXT-X-DISCONTINUITY``.
+
+What the packaged entries owe Redis (appends, inits, archived segments, the meta, the
+health report and its re-asserts) is built by :mod:`cascade.transcoder.publish`; the
+runner supervises FFmpeg, plumbs its pipes and gives the commands to the writer.
 """
 
 from __future__ import annotations
@@ -23,24 +27,15 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cascade.cmaf import parse_init
 from cascade.core import schema
-from cascade.core.schema import (
-    EndEntry,
-    Entry,
-    Health,
-    InitEntry,
-    PartEntry,
-    RenditionInfo,
-    StreamMeta,
-    StreamState,
-)
+from cascade.core.schema import Entry, Health, PartEntry, StreamState
 from cascade.core.settings import TranscoderSettings
-from cascade.core.spec import LiveStream, Mode, SourceType
+from cascade.core.spec import LiveStream, SourceType
 from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
 from cascade.transcoder.packager import RenditionPackager, Timeline
-from cascade.transcoder.resp import Arg, RespWriter, Segment
+from cascade.transcoder.publish import StreamPublisher
+from cascade.transcoder.resp import RespWriter
 
 log = logging.getLogger("cascade.transcoder")
 
@@ -90,14 +85,11 @@ class StreamRunner:
         self.next_msn = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
-        self._inits: dict[str, bytes] = {}
-        self._peak_bps: dict[str, float] = {}
-        self._meta_written_gen = -1
-        self._meta: StreamMeta | None = None
-        # rendition -> (msn, bytes of its parts so far): archived once the segment completes
-        self._segment_parts: dict[str, tuple[int, list[bytes]]] = {}
-        self._seg_bytes: dict[str, tuple[int, int, float]] = {}  # rendition -> (msn, bytes, dur)
-        self._maxlen = self._window_entries()
+        self.publisher = StreamPublisher(
+            stream,
+            archive_seconds=settings.archive_seconds,
+            health_interval_seconds=settings.health_interval_seconds,
+        )
         self.writer = RespWriter(
             settings.redis_url,
             buffer_seconds=settings.outage_buffer_seconds,
@@ -106,12 +98,6 @@ class StreamRunner:
             stall_seconds=settings.redis_stall_seconds,
             name=self.name,
         )
-
-    def _window_entries(self) -> int:
-        d = self.spec.delivery
-        parts_per_segment = max(1, d.segment_duration_ms // d.part_duration_ms)
-        # The window plus slack: a segment longer than the target (passthrough) has more parts.
-        return (d.window_segments + 2) * parts_per_segment * 2 + 8
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -161,12 +147,7 @@ class StreamRunner:
         self.status.state = StreamState.ENDED
         self.status.reason = "Stopped"
         # On the parts' own connection, so the end never overtakes the last part.
-        self.writer.publish(
-            [
-                (self._xadd(r.name, EndEntry(self.generation)), None)
-                for r in self.spec.transcode.renditions
-            ]
-        )
+        self.writer.publish(self.publisher.end(self.generation))
         if not await self.writer.flush(2):
             log.warning("stream %s: ended before redis confirmed its last parts", self.name)
         await self.redis.hset(schema.health_key(self.name), mapping=self._health().encode())  # type: ignore[arg-type]
@@ -359,126 +340,19 @@ class StreamRunner:
 
     # ---- publishing ------------------------------------------------------------------
 
-    def _xadd(self, rendition: str, entry: Entry) -> list[Arg]:
-        args: list[Arg] = [
-            "XADD",
-            schema.parts_key(self.name, rendition),
-            "MAXLEN",
-            "~",
-            self._maxlen,
-            "*",
-        ]
-        for name, value in schema.encode_entry(entry).items():
-            args += (name, value)
-        return args
-
     def _publish(self, rendition: str, packager: RenditionPackager, entries: list[Entry]) -> None:
-        """Write the entries (and the stream's meta once known) to Redis, in order, now.
+        """Hand the entries' commands (built by the publisher) to the writer, now."""
+        out = self.publisher.entries(rendition, entries)
+        if any(isinstance(e, PartEntry) for e in entries):
+            self._note_part(packager)
+        self.writer.publish(out.commands, replies=out.replies, state=out.state)
 
-        Each ordered command carries the segment it belongs to, so that a long outage drops
-        whole segments; inits and ends belong to none and are always kept. The meta is
-        state: skipped while Redis is away, re-asserted by the health loop.
-        """
-        commands: list[tuple[list[Arg], Segment | None]] = []
-        for entry in entries:
-            segment: Segment | None = None
-            if isinstance(entry, InitEntry):
-                self._inits[rendition] = entry.data
-                commands.append((["SET", schema.init_key(self.name, rendition), entry.data], None))
-            elif isinstance(entry, PartEntry):
-                self._note_part(rendition, packager, entry)
-                archive = self._archive(rendition, entry)
-                if archive is not None:
-                    commands.append(archive)
-                segment = (rendition, entry.msn)
-            commands.append((self._xadd(rendition, entry), segment))
-        meta = self._meta_if_ready()
-        state: list[list[Arg]] = []
-        if meta is not None:
-            hset: list[Arg] = ["HSET", schema.meta_key(self.name)]
-            for name, value in meta.encode().items():
-                hset += (name, value)
-            state.append(hset)
-        steady = len(commands) == 1 and isinstance(entries[0], PartEntry) and meta is None
-        self.writer.publish(commands, replies=not steady, state=state)
-
-    def _archive(self, rendition: str, part: PartEntry) -> tuple[list[Arg], Segment | None] | None:
-        """When a segment completes, one key with its bytes for requests past the window."""
-        if self.settings.archive_seconds <= 0:
-            return None
-        msn, parts = self._segment_parts.get(rendition, (part.msn, []))
-        command: tuple[list[Arg], Segment | None] | None = None
-        if part.msn != msn and parts:
-            d = self.spec.delivery
-            ttl = schema.archive_ttl_seconds(
-                self.settings.archive_seconds, d.segment_duration_ms / 1000, d.window_segments
-            )
-            key = schema.archive_segment_key(self.name, rendition, msn)
-            command = (["SET", key, b"".join(parts), "EX", ttl], (rendition, msn))
-            parts = []
-        parts.append(part.data)
-        self._segment_parts[rendition] = (part.msn, parts)
-        return command
-
-    def _note_part(self, rendition: str, packager: RenditionPackager, part: PartEntry) -> None:
-        self._track_bandwidth(rendition, part)
+    def _note_part(self, packager: RenditionPackager) -> None:
         self.status.last_part_at = packager.stats.last_part_at
         self.status.run_media = packager.stats.media_end
         if self.status.state is not StreamState.LIVE:
             self.status.state = StreamState.LIVE
             self.status.reason = "Ingesting"
-
-    def _track_bandwidth(self, rendition: str, part: PartEntry) -> None:
-        msn, size, dur = self._seg_bytes.get(rendition, (part.msn, 0, 0.0))
-        if part.msn != msn:
-            if dur > 0:
-                self._peak_bps[rendition] = max(self._peak_bps.get(rendition, 0.0), size * 8 / dur)
-            msn, size, dur = part.msn, 0, 0.0
-        self._seg_bytes[rendition] = (msn, size + len(part.data), dur + part.duration)
-
-    def _meta_if_ready(self) -> StreamMeta | None:
-        """The stream's metadata once every rendition's init is known (codecs come from it)."""
-        renditions = self.spec.transcode.renditions
-        if any(r.name not in self._inits for r in renditions):
-            return None
-        passthrough = self.spec.transcode.mode is Mode.PASSTHROUGH
-        if passthrough and any(r.name not in self._peak_bps for r in renditions):
-            return None  # bandwidth unknown until a whole segment was measured
-        if self._meta_written_gen == self.generation:
-            return None
-        infos = []
-        for r in renditions:
-            init = parse_init(self._inits[r.name])
-            audio = (
-                self.spec.transcode.audio.bitrate_kbps * 1000
-                if self.spec.transcode.audio.enabled
-                else 0
-            )
-            configured = 0 if passthrough else int((r.video_bitrate_kbps * 1000 + audio) * 1.1)
-            peak = int(self._peak_bps.get(r.name, 0.0))
-            video = init.video
-            infos.append(
-                RenditionInfo(
-                    name=r.name,
-                    bandwidth=max(configured, peak),
-                    codecs=init.codecs,
-                    width=(video.width if video is not None else None) or r.width,
-                    height=(video.height if video is not None else None) or r.height,
-                    frame_rate=float(self.spec.transcode.frame_rate),
-                )
-            )
-        self._meta_written_gen = self.generation
-        d = self.spec.delivery
-        self._meta = StreamMeta(
-            renditions=tuple(infos),
-            part_target=d.part_duration_ms / 1000,
-            segment_target=d.segment_duration_ms / 1000,
-            window_segments=d.window_segments,
-            state=StreamState.LIVE,
-            generation=self.generation,
-            access=d.access.value,
-        )
-        return self._meta
 
     # ---- health ----------------------------------------------------------------------
 
@@ -499,32 +373,9 @@ class StreamRunner:
             redis_backlog_bytes=self.writer.outbox.pending_bytes,
         )
 
-    def _health_commands(self) -> list[list[Arg]]:
-        key = schema.health_key(self.name)
-        hset: list[Arg] = ["HSET", key]
-        for name, value in self._health().encode().items():
-            hset += (name, value)
-        # Stale health must vanish: a dead transcoder cannot claim to be live.
-        ttl = max(5, int(self.settings.health_interval_seconds * 10))
-        # Re-assert what edges need to find the stream, so a Redis that restarted empty
-        # is whole again within a health interval.
-        commands: list[list[Arg]] = [
-            hset,
-            ["EXPIRE", key, ttl],
-            ["SADD", schema.STREAMS_SET, self.name],
-        ]
-        if self._meta is not None:
-            meta: list[Arg] = ["HSET", schema.meta_key(self.name)]
-            for name, value in self._meta.encode().items():
-                meta += (name, value)
-            commands.append(meta)
-        for rendition, init in self._inits.items():
-            commands.append(["SET", schema.init_key(self.name, rendition), init, "NX"])
-        return commands
-
     async def _write_health(self) -> None:
         # On the parts' connection: no awaiting, and health never overtakes a part.
-        self.writer.send_state(*self._health_commands())
+        self.writer.send_state(*self.publisher.health(self._health()))
 
     async def _health_loop(self) -> None:
         while True:
