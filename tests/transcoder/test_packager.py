@@ -10,10 +10,11 @@ from collections.abc import Sequence
 
 import pytest
 
+from cascade.cmaf import BoxError
 from cascade.core.schema import InitEntry, PartEntry
-from cascade.transcoder.packager import RenditionPackager, Timeline
+from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
 
-from .fmp4 import fragments, init_segment
+from .fmp4 import fragment, fragments, init_segment
 
 INIT = init_segment()
 
@@ -126,3 +127,18 @@ def test_chunks_of_any_size_give_the_same_entries() -> None:
     for i in range(0, len(stream), 7):
         cut += p.feed(stream[i : i + 7], 5.0)
     assert cut == whole
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        pytest.param(INIT + b"\x00\x00\x00\x03junk", "invalid size", id="garbage"),
+        pytest.param(fragment(1, start=0.0, key=True), "before any init", id="no-init"),
+    ],
+)
+def test_bad_media_raises_media_error(data: bytes, message: str) -> None:
+    with pytest.raises(MediaError, match=message) as info:
+        packager().feed(data, 0.0)
+    assert not isinstance(info.value, ValueError)  # not to be confused with a bug's
+    if info.value.__cause__ is not None:
+        assert isinstance(info.value.__cause__, BoxError)

@@ -12,15 +12,28 @@ input starts; the first fragment of a run anchors that timeline to the wall cloc
 encoder's delay (about one frame with zero-latency encoding): measured latency can only
 be understated by that much, never by the network or the player. All renditions of a run
 share one anchor so their dates agree when a player switches.
+
+Bad media (a broken fragment, an init without a track, a codec with no RFC 6381 string)
+raises :class:`MediaError`, and only that: anything else out of :meth:`RenditionPackager.feed`
+is a bug here, not FFmpeg's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cascade.cmaf import Fmp4Reader, Fragment, InitSegment
+from cascade.cmaf import BoxError, Fmp4Reader, Fragment, InitSegment
 from cascade.cmaf.segmenter import Segmenter
 from cascade.core.schema import Entry, InitEntry, PartEntry
+
+
+class MediaError(Exception):
+    """What FFmpeg wrote is not media the packager can publish (its message says why).
+
+    The cmaf layer's :class:`~cascade.cmaf.BoxError` (garbage, truncated or unsupported
+    boxes) comes out of the packager as this, so that a caller can tell bad media (end the
+    run: the encoder's output is broken) from a bug in Python (any other exception).
+    """
 
 
 @dataclass(slots=True)
@@ -64,9 +77,16 @@ class RenditionPackager:
         return self._segmenter.next_msn if self._segmenter is not None else self.first_msn
 
     def feed(self, data: bytes, now: float) -> list[Entry]:
-        """Bytes from FFmpeg's pipe, as they come; returns what to publish, in order."""
+        """Bytes from FFmpeg's pipe, as they come; returns what to publish, in order.
+
+        Raises :class:`MediaError` when the bytes are not fragmented MP4 it can package.
+        """
         out: list[Entry] = []
-        for item in self.reader.feed(data):
+        try:
+            items = self.reader.feed(data)
+        except BoxError as exc:
+            raise MediaError(str(exc)) from exc
+        for item in items:
             if isinstance(item, InitSegment):
                 self.init = item
                 out.append(InitEntry(data=item.data, generation=self.generation))
@@ -78,7 +98,7 @@ class RenditionPackager:
 
     def _place(self, fragment: Fragment, now: float) -> PartEntry | None:
         if self.init is None:
-            raise ValueError("a media fragment came before any init segment (ftyp+moov)")
+            raise MediaError("a media fragment came before any init segment (ftyp+moov)")
         info = fragment.info  # parsed once, by the reader
         if self._segmenter is None:
             if not info.independent:

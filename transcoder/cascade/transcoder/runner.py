@@ -7,6 +7,10 @@ next run continues the segment numbering after an ``EXT-X-DISCONTINUITY``.
 What the packaged entries owe Redis (appends, inits, archived segments, the meta, the
 health report and its re-asserts) is built by :mod:`cascade.transcoder.publish`; the
 runner supervises FFmpeg, plumbs its pipes and gives the commands to the writer.
+
+Bad media from FFmpeg (:class:`~cascade.transcoder.packager.MediaError`) ends the run like
+an FFmpeg failure. Any other exception while packaging is a bug: logged with its
+traceback, reported in health as ``InternalError``, and the run is started again.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from cascade.core.settings import TranscoderSettings
 from cascade.core.spec import LiveStream, SourceType
 from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
-from cascade.transcoder.packager import RenditionPackager, Timeline
+from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
 from cascade.transcoder.publish import StreamPublisher
 from cascade.transcoder.resp import RespWriter
 
@@ -44,9 +48,38 @@ READ_CHUNK = 1 << 20
 
 @dataclass(slots=True)
 class RunOutcome:
-    reason: str  # CamelCase, e.g. "InputSilent", "FFmpegExited"
+    reason: str  # CamelCase, e.g. "InputSilent", "FFmpegExited", "InternalError"
     message: str
     was_live: bool
+
+
+def run_outcome(
+    *,
+    internal_error: str | None,
+    silent_for: float | None,
+    returncode: int | None,
+    tail: str,
+    was_live: bool,
+) -> RunOutcome:
+    """Why one FFmpeg run ended, from what the runner saw. Pure.
+
+    A bug of ours first (the runner killed FFmpeg for it), then silence (it killed FFmpeg
+    for that), then how FFmpeg exited, with its last words.
+    """
+    if internal_error is not None:
+        return RunOutcome("InternalError", internal_error, was_live)
+    if silent_for is not None:
+        return RunOutcome("InputSilent", f"no media from the input for {silent_for:g} s", was_live)
+    if returncode == 0:
+        return RunOutcome("InputEnded", tail or "the input ended", was_live)
+    how = (
+        f"signal {-returncode}"
+        if returncode is not None and returncode < 0
+        else f"code {returncode}"
+    )
+    return RunOutcome(
+        "FFmpegExited", f"ffmpeg exited with {how}" + (f": {tail}" if tail else ""), was_live
+    )
 
 
 @dataclass(slots=True)
@@ -85,6 +118,10 @@ class StreamRunner:
         self.next_msn = 0
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
+        # This run's bug, if one ended it, and the renditions no longer fed (their
+        # packager raised: its state is not to be trusted).
+        self._internal_error: str | None = None
+        self._failed: set[str] = set()
         self.publisher = StreamPublisher(
             stream,
             archive_seconds=settings.archive_seconds,
@@ -199,6 +236,8 @@ class StreamRunner:
         )
         self.status.run_started_at = self.clock()
         self._stderr_tail.clear()
+        self._internal_error = None
+        self._failed.clear()
         log.info("stream %s: starting ffmpeg (generation %d)", self.name, self.generation)
         try:
             self._proc = await asyncio.create_subprocess_exec(
@@ -243,20 +282,12 @@ class StreamRunner:
                 with contextlib.suppress(OSError):
                     os.unlink(sdp_file.name)
         self.next_msn = max(p.next_msn for p in packagers.values())
-        was_live = any(p.stats.parts for p in packagers.values())
-        if silent:
-            return RunOutcome(
-                "InputSilent",
-                f"no media from the input for {self.settings.stream_timeout:g} s",
-                was_live,
-            )
-        code = proc.returncode
-        tail = self._stderr_tail[-1] if self._stderr_tail else ""
-        if code == 0:
-            return RunOutcome("InputEnded", tail or "the input ended", was_live)
-        how = f"signal {-code}" if code is not None and code < 0 else f"code {code}"
-        return RunOutcome(
-            "FFmpegExited", f"ffmpeg exited with {how}" + (f": {tail}" if tail else ""), was_live
+        return run_outcome(
+            internal_error=self._internal_error,
+            silent_for=self.settings.stream_timeout if silent else None,
+            returncode=proc.returncode,
+            tail=self._stderr_tail[-1] if self._stderr_tail else "",
+            was_live=any(p.stats.parts for p in packagers.values()),
         )
 
     async def _watchdog(self) -> bool:
@@ -309,16 +340,27 @@ class StreamRunner:
         return closed
 
     def _on_media(self, rendition: str, packager: RenditionPackager, data: bytes) -> None:
+        if rendition in self._failed:
+            return  # this run is ending
         try:
             entries = packager.feed(data, self.clock())
-        except ValueError as exc:  # a broken fragment from FFmpeg: end this run
+            if entries:
+                self._publish(rendition, packager, entries)
+        except MediaError as exc:  # a broken fragment from FFmpeg: end this run
             self._stderr_tail.append(f"packager: {exc}")
             log.error("stream %s/%s: %s", self.name, rendition, exc)
-            if self._proc is not None and self._proc.returncode is None:
-                self._proc.kill()
-            return
-        if entries:
-            self._publish(rendition, packager, entries)
+            self._end_run(rendition)
+        except Exception as exc:  # a bug of ours, not bad media: say so, and start again
+            log.exception("stream %s/%s: internal error while packaging", self.name, rendition)
+            if self._internal_error is None:
+                self._internal_error = f"{type(exc).__name__} in the packager: {exc}"
+            self._end_run(rendition)
+
+    def _end_run(self, rendition: str) -> None:
+        """Stop feeding the rendition and kill FFmpeg: the run ends, the next one starts."""
+        self._failed.add(rendition)
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
 
     async def _read_packet_log(self, fd: int) -> None:
         reader = await self._open_reader(fd)
