@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import pytest
+
 from cascade.core import schema
 from cascade.core.manifest import parse_manifest
 from cascade.core.schema import (
@@ -26,8 +28,10 @@ from cascade.transcoder.packager import RenditionPackager, Timeline
 from cascade.transcoder.publish import (
     Command,
     Publish,
+    Resume,
     StreamPublisher,
     health_ttl_seconds,
+    resume_point,
     window_entries,
 )
 
@@ -270,3 +274,45 @@ def _fields(command: Command) -> dict[bytes, bytes]:
         str(k).encode(): v if isinstance(v, bytes) else str(v).encode()
         for k, v in zip(rest[::2], rest[1::2], strict=True)
     }
+
+
+# ---- where a restarted process goes on from --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("meta_generation", "tails", "expected"),
+    [
+        pytest.param(None, [[], []], Resume(0, 0), id="nothing-there"),
+        pytest.param(None, [], Resume(0, 0), id="no-renditions-read"),
+        pytest.param(3, [[], []], Resume(4, 0), id="meta-only"),
+        pytest.param(2, [[part(41, 3, generation=2)]], Resume(3, 42), id="killed-mid-segment"),
+        pytest.param(
+            2, [[EndEntry(2), part(41, 4, generation=2)]], Resume(3, 42), id="stopped-cleanly"
+        ),
+        pytest.param(
+            # The last run wrote its init and parts, not yet its meta (passthrough measures
+            # a segment first): its generation is taken, not the meta's.
+            4,
+            [[part(10, 2, generation=5), InitEntry(b"i", 5)]],
+            Resume(6, 11),
+            id="parts-before-their-meta",
+        ),
+        pytest.param(
+            1,
+            [[InitEntry(b"i", 3), InitEntry(b"i", 2), part(7, 0, generation=1)]],
+            Resume(4, 8),
+            id="runs-that-never-produced-a-part",
+        ),
+        pytest.param(
+            0,
+            [[part(9, 1)], [part(10, 0)]],  # one rendition a segment ahead of the other
+            Resume(1, 11),
+            id="newest-of-any-rendition",
+        ),
+        pytest.param(None, [[EndEntry(0)]], Resume(1, 0), id="an-end-alone"),
+    ],
+)
+def test_resume_point(
+    meta_generation: int | None, tails: list[list[Entry]], expected: Resume
+) -> None:
+    assert resume_point(meta_generation, tails) == expected

@@ -1,4 +1,5 @@
-"""The runner's own decisions, without FFmpeg: bad media or a bug, and why a run ended."""
+"""The runner's own decisions, without FFmpeg: bad media or a bug, why a run ended, where a
+new process goes on from (with a real Redis for the read)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import logging
 from typing import Any, cast
 
 import pytest
+import redis as sync_redis
 from redis.asyncio import Redis
 
+from cascade.core import schema
 from cascade.core.manifest import parse_manifest
-from cascade.core.schema import Entry
+from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry
 from cascade.core.settings import TranscoderSettings
 from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
-from cascade.transcoder.runner import RunOutcome, StreamRunner, run_outcome
+from cascade.transcoder.publish import Resume
+from cascade.transcoder.runner import RunOutcome, StreamRunner, read_resume, run_outcome
 
+from ..conftest import free_server_port
 from .fmp4 import init_segment
 
 SPEC = """
@@ -154,3 +159,56 @@ def test_run_outcome(kwargs: dict[str, Any], expected: RunOutcome) -> None:
         "was_live": True,
     }
     assert run_outcome(**(args | kwargs)) == expected
+
+
+# ---- where a new process goes on from ---------------------------------------------------
+
+
+def _xadd(client: sync_redis.Redis, rendition: str, entry: Entry) -> None:
+    client.xadd(schema.parts_key("r", rendition), schema.encode_entry(entry))  # type: ignore[arg-type]
+
+
+def _part(msn: int, index: int, generation: int) -> PartEntry:
+    return PartEntry(msn, index, 0.1, index == 0, 1000.0, b"data", False, generation)
+
+
+@pytest.mark.anyio
+async def test_read_resume_from_a_real_redis(redis_url: str) -> None:
+    client = sync_redis.Redis.from_url(redis_url)
+    redis = Redis.from_url(redis_url)
+    try:
+        assert await read_resume(redis, "r", ["low", "high"]) == Resume(0, 0)
+        client.hset(schema.meta_key("r"), "generation", "2")
+        assert await read_resume(redis, "r", ["low", "high"]) == Resume(3, 0)
+        for msn in range(40, 42):
+            for i in range(5):
+                _xadd(client, "low", _part(msn, i, 2))
+        _xadd(client, "high", _part(41, 3, 2))
+        # Then 20 runs whose FFmpeg never produced a part (more than a page), and an end.
+        for gen in range(3, 23):
+            _xadd(client, "low", InitEntry(b"init", gen))
+        _xadd(client, "low", EndEntry(22))
+        client.xadd(schema.parts_key("r", "low"), {"k": "garbage"})  # skipped, not fatal
+        assert await read_resume(redis, "r", ["low", "high"]) == Resume(23, 42)
+        # A rendition a segment ahead wins.
+        _xadd(client, "high", _part(42, 0, 2))
+        assert await read_resume(redis, "r", ["low", "high"]) == Resume(23, 43)
+    finally:
+        client.close()
+        await redis.aclose()
+
+
+@pytest.mark.anyio
+async def test_redis_unreachable_at_start_numbers_from_zero(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"redis://127.0.0.1:{free_server_port()}/0"  # nothing listens there
+    r, _ = runner(url)
+    r.redis = Redis.from_url(url)
+    try:
+        with caplog.at_level(logging.WARNING, "cascade.transcoder"):
+            await r._resume()
+    finally:
+        await r.redis.aclose()
+    assert (r.generation, r.next_msn) == (0, 0)
+    assert any("numbering from generation 0" in m for m in caplog.messages)

@@ -19,11 +19,14 @@ The ordered commands carry the segment they belong to (the outbox drops whole se
 in a long outage); inits and ends belong to none. One part's append alone is the steady
 state, ten a second per rendition: it goes with replies off (see
 :meth:`~cascade.transcoder.resp.RespWriter.publish`).
+
+Where a restarted transcoder process goes on from is decided here too
+(:func:`resume_point`), from what the runner read in Redis.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cascade.cmaf import parse_init
@@ -45,8 +48,10 @@ __all__ = [
     "Command",
     "Ordered",
     "Publish",
+    "Resume",
     "StreamPublisher",
     "health_ttl_seconds",
+    "resume_point",
     "window_entries",
 ]
 
@@ -236,3 +241,45 @@ class StreamPublisher:
         for rendition, init in self.inits.items():
             commands.append(["SET", schema.init_key(self.name, rendition), init, "NX"])
         return commands
+
+
+# ---- where a restarted process goes on from -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    """The first generation and segment number of a transcoder process."""
+
+    generation: int
+    first_msn: int
+
+
+FRESH = Resume(generation=0, first_msn=0)
+
+
+def resume_point(meta_generation: int | None, tails: Iterable[Sequence[Entry]]) -> Resume:
+    """Where a transcoder process starts, from what Redis holds of its stream.
+
+    ``meta_generation``: the stored meta's generation (None: no meta). ``tails``: per
+    rendition, the newest entries of its parts stream, newest first, down to its last part
+    (an end, or the inits of runs that never produced a part, may come after it).
+
+    A process started again (a new pod, ``cascade up`` restarting it) must go on where the
+    last one stopped: edges ignore parts at or below the msn they hold, so numbering from 0
+    again freezes their playlists. The new generation is above every one Redis shows (the
+    meta's, and the entries' own: a run's parts may come before its meta is written), so
+    edges see a new init and an EXT-X-DISCONTINUITY; the first segment follows the newest
+    one of any rendition. Nothing there (a new stream, or one whose keys were removed):
+    generation 0, msn 0.
+    """
+    generations = [] if meta_generation is None else [meta_generation]
+    msns: list[int] = []
+    for tail in tails:
+        for entry in tail:
+            generations.append(entry.generation)
+            if isinstance(entry, PartEntry):
+                msns.append(entry.msn)
+    return Resume(
+        generation=max(generations) + 1 if generations else 0,
+        first_msn=max(msns) + 1 if msns else 0,
+    )

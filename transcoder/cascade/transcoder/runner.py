@@ -2,7 +2,9 @@
 
 One :class:`StreamRunner` per LiveStream. Each FFmpeg run is a *generation*: when the
 input drops or FFmpeg dies, the runner restarts it with exponential backoff, and the
-next run continues the segment numbering after an ``EXT-X-DISCONTINUITY``.
+next run continues the segment numbering after an ``EXT-X-DISCONTINUITY``. A new process
+(a new pod, ``cascade up`` starting it again) goes on from what Redis holds of the stream
+(:func:`read_resume`), so edges see the next segment of a new generation.
 
 What the packaged entries owe Redis (appends, inits, archived segments, the meta, the
 health report and its re-asserts) is built by :mod:`cascade.transcoder.publish`; the
@@ -24,26 +26,30 @@ import signal
 import tempfile
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from cascade.core import schema
-from cascade.core.schema import Entry, Health, PartEntry, StreamState
+from cascade.core.schema import Entry, Health, PartEntry, SchemaError, StreamState
 from cascade.core.settings import TranscoderSettings
 from cascade.core.spec import LiveStream, SourceType
 from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
 from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
-from cascade.transcoder.publish import StreamPublisher
+from cascade.transcoder.publish import FRESH, Resume, StreamPublisher, resume_point
 from cascade.transcoder.resp import RespWriter
 
 log = logging.getLogger("cascade.transcoder")
 
 READ_CHUNK = 1 << 20
+# How long a starting process waits for Redis to say where its stream stopped.
+RESUME_TIMEOUT_SECONDS = 5.0
+# Entries read per step, past the newest one, when a parts stream does not end in a part.
+RESUME_PAGE = 16
 
 
 @dataclass(slots=True)
@@ -82,6 +88,50 @@ def run_outcome(
     )
 
 
+async def read_resume(redis: Redis, stream: str, renditions: Sequence[str]) -> Resume:
+    """Where a new process of ``stream`` goes on from (:func:`~cascade.transcoder.publish.resume_point`).
+
+    One round trip: the meta's generation and each parts stream's newest entry
+    (``XREVRANGE ... COUNT 1``). A stream that ends in entries other than a part (an end,
+    inits of runs that never produced one) is read on, a few entries at a time, to its
+    last part. Raises what redis-py raises when Redis cannot be read.
+    """
+    keys = [schema.parts_key(stream, r) for r in renditions]
+    pipe = redis.pipeline(transaction=False)
+    pipe.hget(schema.meta_key(stream), "generation")
+    for key in keys:
+        pipe.xrevrange(key, count=1)
+    raw = await pipe.execute()
+    try:
+        meta_generation = None if raw[0] is None else int(raw[0])
+    except ValueError:
+        log.warning("stream %s: meta generation %r is not a number", stream, raw[0])
+        meta_generation = None
+    tails = [await _tail(redis, key, raw[1 + i]) for i, key in enumerate(keys)]
+    return resume_point(meta_generation, tails)
+
+
+async def _tail(redis: Redis, key: str, newest: list[Any]) -> list[Entry]:
+    """The stream's entries, newest first, down to its last part (or its start)."""
+    out: list[Entry] = []
+    page, asked = newest, 1
+    while True:
+        for entry_id, fields in page:
+            try:
+                entry = schema.decode_entry(fields)
+            except SchemaError as exc:
+                log.warning("%s %s: %s", key, entry_id, exc)
+                continue
+            out.append(entry)
+            if isinstance(entry, PartEntry):
+                return out
+        if len(page) < asked:
+            return out  # the whole stream was read
+        before = cast(bytes, page[-1][0]).decode()
+        asked = RESUME_PAGE
+        page = cast(list[Any], await redis.xrevrange(key, max=f"({before}", count=asked))
+
+
 @dataclass(slots=True)
 class _Status:
     state: StreamState = StreamState.STARTING
@@ -114,8 +164,9 @@ class StreamRunner:
         self.inputs = inputs if inputs is not None else Inputs()
         self.clock = clock
         self.status = _Status()
-        self.generation = 0
-        self.next_msn = 0
+        # Where this process starts: read from Redis when it runs (see read_resume).
+        self.generation = FRESH.generation
+        self.next_msn = FRESH.first_msn
         self._proc: asyncio.subprocess.Process | None = None
         self._stderr_tail: deque[str] = deque(maxlen=20)
         # This run's bug, if one ended it, and the renditions no longer fed (their
@@ -141,6 +192,7 @@ class StreamRunner:
     async def run(self) -> None:
         """Run until cancelled; then end the stream cleanly (EXT-X-ENDLIST)."""
         self.status.started_at = self.clock()
+        await self._resume()
         try:
             await self.redis.sadd(schema.STREAMS_SET, self.name)
         except (RedisError, OSError) as exc:  # the health loop adds it again, every interval
@@ -179,6 +231,33 @@ class StreamRunner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._end())
             await self.writer.close()
+
+    async def _resume(self) -> None:
+        """Go on from where the last process of this stream stopped, as Redis holds it."""
+        renditions = [r.name for r in self.spec.transcode.renditions]
+        try:
+            resume = await asyncio.wait_for(
+                read_resume(self.redis, self.name, renditions), RESUME_TIMEOUT_SECONDS
+            )
+        except (RedisError, OSError, TimeoutError) as exc:
+            # Right for a new stream, or a Redis that comes back empty. If it comes back
+            # holding this stream's segments, edges ignore these parts until their
+            # numbers pass the old ones: restart the transcoder once Redis is reachable.
+            log.warning(
+                "stream %s: redis not reachable at start (%s): numbering from generation 0, "
+                "segment 0",
+                self.name,
+                exc or type(exc).__name__,
+            )
+            return
+        self.generation, self.next_msn = resume.generation, resume.first_msn
+        if resume != FRESH:
+            log.info(
+                "stream %s: going on from redis: generation %d, segment %d",
+                self.name,
+                resume.generation,
+                resume.first_msn,
+            )
 
     async def _end(self) -> None:
         self.status.state = StreamState.ENDED
