@@ -66,7 +66,7 @@ class Subscription:
         self.callback = callback
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False, weakref_slot=True)
 class RenditionFeed:
     """One rendition followed from Redis: its window, where reading goes on, and who is
     told when new entries are applied. The hub's own: callers read the window and
@@ -75,10 +75,6 @@ class RenditionFeed:
     window: RenditionWindow
     key: str
     last_id: bytes = b"0-0"
-    # The last rendered media playlist per delta flag, keyed by the versions of every
-    # window it shows (rendition reports read the others): when a part lands, all the
-    # viewers blocked on it get the same bytes, rendered once.
-    rendered: dict[bool, tuple[tuple[int, ...], bytes]] = field(default_factory=dict)
     _subscriptions: dict[Subscription, None] = field(default_factory=dict, init=False, repr=False)
 
     def subscribe(self, callback: Callable[[], object]) -> Subscription:
@@ -99,13 +95,20 @@ class RenditionFeed:
         A callback that raises is logged and the others still run: a subscriber's bug
         must not stop the hub from following Redis.
         """
-        if not self._subscriptions:
+        subscriptions = self._subscriptions
+        if not subscriptions:
             return
-        for subscription in list(self._subscriptions):  # a callback may unsubscribe
+        for subscription in list(subscriptions):  # a callback may (un)subscribe
+            if subscription not in subscriptions:
+                continue  # unsubscribed by a callback before it
             try:
                 subscription.callback()
             except Exception:
                 log.exception("%s: a subscriber failed", self.key)
+
+    @property
+    def subscribers(self) -> int:
+        return len(self._subscriptions)
 
 
 @dataclass(slots=True)

@@ -16,8 +16,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 from redis.exceptions import RedisError
@@ -158,10 +159,54 @@ class Hold:
     expired: HttpError
 
 
+class RenderCache:
+    """The last media playlist rendered per feed and delta flag, with the versions of every
+    window of its stream it was rendered from (rendition reports read the others): when a
+    part lands, all the viewers held on it get the same bytes, rendered once.
+
+    The rendering layer's own (:class:`Services`): the hub holds windows and Redis
+    positions, no rendered text. An entry goes when its feed does (the hub dropped or
+    recreated the stream): it holds the feed weakly.
+    """
+
+    __slots__ = ("_delta", "_full")
+
+    def __init__(self) -> None:
+        self._full: dict[int, _Rendered] = {}  # id(feed) -> its last full playlist
+        self._delta: dict[int, _Rendered] = {}  # ... and its last delta update (_HLS_skip)
+
+    def get(self, feed: RenditionFeed, delta: bool, versions: tuple[int, ...]) -> bytes | None:
+        # An entry under id(feed) is this feed's: its weak reference's callback removes it
+        # as the feed is freed, before that id can be given to another object.
+        entry = (self._delta if delta else self._full).get(id(feed))
+        return entry.body if entry is not None and entry.versions == versions else None
+
+    def put(self, feed: RenditionFeed, delta: bool, versions: tuple[int, ...], body: bytes) -> None:
+        entries = self._delta if delta else self._full
+        key = id(feed)
+        entries[key] = _Rendered(
+            weakref.ref(feed, lambda _: entries.pop(key, None)), versions, body
+        )
+
+    def __len__(self) -> int:
+        return len(self._full) + len(self._delta)
+
+
+class _Rendered:
+    __slots__ = ("body", "feed", "versions")
+
+    def __init__(
+        self, feed: weakref.ref[RenditionFeed], versions: tuple[int, ...], body: bytes
+    ) -> None:
+        self.feed = feed
+        self.versions = versions
+        self.body = body
+
+
 @dataclass(slots=True)
 class Services:
     """What LL-HLS requests use besides the windows: sessions, signing keys, the cache,
-    the on-demand streams."""
+    the on-demand streams, the rendered playlists."""
 
     hub: Hub
     sessions: SessionStore
@@ -170,6 +215,7 @@ class Services:
     settings: EdgeSettings
     on_demand: OnDemand
     clock: Callable[[], float] = time.time  # the wall clock: sessions and grants
+    renders: RenderCache = field(default_factory=RenderCache)
 
 
 @dataclass(slots=True)
@@ -205,7 +251,7 @@ def decide(path: str, query: bytes, services: Services, now: float) -> Reply | H
             return Lookup(lambda: _signed_media_playlist(view, feed, params, viewer, services, now))
         if viewer is not None and services.settings.viewer_tracking_enabled:
             services.sessions.touch(viewer, view.name, services.clock())
-        return _media_playlist(view, feed, params, services.settings, now)
+        return _media_playlist(view, feed, params, services, now)
     return _media_file(view, feed, name, services, now)
 
 
@@ -343,7 +389,7 @@ async def _signed_media_playlist(
         raise HttpError(403, checked.message)
     if viewer is not None:
         services.sessions.touch(viewer, view.name, wall)
-    return _media_playlist(view, feed, params, services.settings, now)
+    return _media_playlist(view, feed, params, services, now)
 
 
 def _directive(name: str, value: str | None) -> int | None:
@@ -359,9 +405,10 @@ def _media_playlist(
     view: StreamView,
     feed: RenditionFeed,
     params: Mapping[str, str],
-    settings: EdgeSettings,
+    services: Services,
     now: float,
 ) -> Reply | Hold:
+    renders = services.renders
     msn = _directive("_HLS_msn", params.get("_HLS_msn"))
     part = _directive("_HLS_part", params.get("_HLS_part"))
     skip = params.get("_HLS_skip")
@@ -372,7 +419,7 @@ def _media_playlist(
         raise HttpError(400, "_HLS_skip must be YES or v2")
     delta = skip is not None
     if msn is None and feed.window.position is not None:
-        return _render(view, feed, delta)
+        return _render(view, feed, delta, renders)
     starting = msn is None
     # No part at all yet (the stream is starting): a playlist without segments and
     # without a preload hint sends hls.js into a reload loop, so wait for the first part
@@ -382,10 +429,10 @@ def _media_playlist(
 
     def check() -> Reply | None:
         if starting:
-            return _render(view, feed, delta) if feed.window.position is not None else None
+            return _render(view, feed, delta, renders) if feed.window.position is not None else None
         decision = feed.window.playlist_wait(want_msn, want_part, view.meta.part_target)
         if decision is Wait.READY:
-            return _render(view, feed, delta)
+            return _render(view, feed, delta, renders)
         if decision is Wait.TOO_FAR:
             raise HttpError(
                 400,
@@ -402,14 +449,14 @@ def _media_playlist(
         if starting
         else HttpError(503, f"segment {want_msn} part {want_part} did not arrive in time")
     )
-    return Hold(feed, check, now + _timeout(view, settings), expired)
+    return Hold(feed, check, now + _timeout(view, services.settings), expired)
 
 
-def _render(view: StreamView, feed: RenditionFeed, delta: bool) -> Reply:
+def _render(view: StreamView, feed: RenditionFeed, delta: bool, renders: RenderCache) -> Reply:
     versions = tuple(f.window.version for f in view.feeds.values())
-    cached = feed.rendered.get(delta)
-    if cached is not None and cached[0] == versions:
-        return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, cached[1], "media_playlist")
+    cached = renders.get(feed, delta, versions)
+    if cached is not None:
+        return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, cached, "media_playlist")
     reports = []
     for info in view.meta.renditions:
         other = view.feeds.get(info.name)
@@ -423,7 +470,7 @@ def _render(view: StreamView, feed: RenditionFeed, delta: bool) -> Reply:
         reports=tuple(reports),
     )
     body = render_media_playlist(build_media_playlist(feed.window, ctx), skip=delta).encode()
-    feed.rendered[delta] = (versions, body)
+    renders.put(feed, delta, versions, body)
     return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, body, "media_playlist")
 
 
