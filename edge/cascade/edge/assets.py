@@ -14,10 +14,15 @@ _MAX_NAME = 64
 
 
 def hlsjs_path() -> Path | None:
-    """hls.min.js: ``CASCADE_HLSJS`` if set, else the nearest ``node_modules`` above the source."""
+    """hls.min.js: ``CASCADE_HLSJS`` if set; else the copy beside the other static files (in
+    the installed edge: its wheel refuses to build without it); else, in a source checkout
+    without that copy, the nearest ``node_modules`` above the source."""
     env = os.environ.get("CASCADE_HLSJS")
     if env:
         return Path(env)
+    packed = STATIC_DIR / "hls.min.js"
+    if packed.is_file():
+        return packed
     for parent in Path(__file__).resolve().parents:
         candidate = parent / "node_modules" / "hls.js" / "dist" / "hls.min.js"
         if candidate.is_file():
