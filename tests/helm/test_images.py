@@ -1,7 +1,8 @@
 """What the images run, without a Docker engine: each Dockerfile's ENTRYPOINT is the command
 the chart (or the operator's pod builder) starts, and that program, started as a process
 with the environment the chart renders, answers the probes the chart and the HEALTHCHECK
-point at.
+point at. Each image copies and installs only its own distribution and the workspace
+distributions it requires (tests/packaging checks that they require what their code imports).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,43 @@ def instruction(path: Path, name: str) -> str:
     found = [line[len(name) :].strip() for line in text.splitlines() if line.startswith(f"{name} ")]
     assert found, f"{path.name} has no {name}"
     return found[-1]
+
+
+def build_copies(component: str) -> set[str]:
+    """What the Dockerfile copies from the build context (every COPY without ``--from``)."""
+    text = DOCKERFILES[component].read_text().replace("\\\n", " ")
+    sources: set[str] = set()
+    for line in text.splitlines():
+        if line.startswith("COPY ") and "--from=" not in line:
+            sources.update(line.split()[1:-1])
+    return sources
+
+
+def pip_installs(component: str) -> list[str]:
+    """The arguments of the Dockerfile's ``pip install``."""
+    found = re.findall(r"pip install (.+)$", DOCKERFILES[component].read_text(), re.MULTILINE)
+    assert len(found) == 1, found
+    args: list[str] = found[0].split()
+    return args
+
+
+def project(folder: str) -> dict[str, Any]:
+    doc: dict[str, Any] = tomllib.loads((REPO / folder / "pyproject.toml").read_text())
+    return doc
+
+
+def workspace_folders_needed(folder: str) -> set[str]:
+    """The folder and, transitively, the workspace folders whose distributions it requires."""
+    members = project(".")["tool"]["uv"]["workspace"]["members"]
+    folder_of = {project(m)["project"]["name"]: m for m in members}
+    needed, todo = {folder}, [folder]
+    while todo:
+        for req in project(todo.pop())["project"]["dependencies"]:
+            name = re.split(r"[\s\[=<>!~;]", req, maxsplit=1)[0]
+            if name in folder_of and folder_of[name] not in needed:
+                needed.add(folder_of[name])
+                todo.append(folder_of[name])
+    return needed
 
 
 def entrypoint(component: str) -> list[str]:
@@ -77,6 +116,23 @@ def test_images_are_non_root_multi_stage_and_pinned(component: str) -> None:
     assert text.count("FROM ") == 2 and "COPY --from=build" in text
     assert instruction(DOCKERFILES[component], "USER") == "10001:10001"
     assert "HEALTHCHECK" in text
+
+
+@pytest.mark.parametrize("component", DOCKERFILES)
+def test_each_image_copies_and_installs_only_its_distribution(component: str) -> None:
+    folders = workspace_folders_needed(component)
+    assert folders == {"core", component}
+    # The edge's player needs hls.js from npm beside its static files; nothing else is extra.
+    extra = {"node_modules/hls.js/dist/hls.min.js"} if component == "edge" else set()
+    assert build_copies(component) == folders | extra
+    args = pip_installs(component)
+    assert {a for a in args if not a.startswith("-")} == {f"./{f}" for f in folders}
+    assert not {"-e", "--editable"} & set(args)  # the image holds built packages
+
+
+def test_the_edge_image_gets_hlsjs_past_dockerignore() -> None:
+    ignore = (REPO / ".dockerignore").read_text().splitlines()
+    assert "node_modules" in ignore and "!node_modules/hls.js/dist/hls.min.js" in ignore
 
 
 def test_hadolint_passes() -> None:
