@@ -28,10 +28,11 @@ from cascade.edge.access import key_ring
 from cascade.edge.asgi import EdgeApp
 from cascade.edge.cache import ByteCache, CacheCollector
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
-from cascade.edge.live import HttpError, Services
+from cascade.edge.live import Services
 from cascade.edge.metrics import Metrics
 from cascade.edge.ondemand import OnDemand, OnDemandCollector
 from cascade.edge.redisclient import redis_client
+from cascade.edge.replies import HttpError
 from cascade.edge.server import EdgeServer
 from cascade.edge.sessions import SessionFlusher, SessionStore, make_session_store
 from cascade.edge.window import Position

@@ -1,8 +1,9 @@
 """The edge's ASGI entry point: LL-HLS straight from the window, the rest through FastAPI.
 
-``GET``/``HEAD`` under ``/live/`` is answered here with precomputed header lists and no
-framework in between (see :mod:`cascade.edge.live` for why); every other request, CORS
-preflights included, goes to the FastAPI application, and so does the lifespan.
+``GET``/``HEAD`` under ``/live/`` is answered here with no framework in between (see
+:mod:`cascade.edge.live` for why), its head encoded as the edge's own server encodes it
+(:mod:`cascade.edge.replies`); every other request, CORS preflights included, goes to the
+FastAPI application, and so does the lifespan.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from cascade.core.settings import EdgeSettings
-from cascade.edge.live import HttpError, Services, error_reply, handle_live
+from cascade.edge.live import Services, handle_live
 from cascade.edge.metrics import Metrics
+from cascade.edge.replies import AllowedOrigins, HttpError, error_reply, field_pairs, reply_fields
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -28,9 +30,7 @@ class EdgeApp:
         self.settings = settings
         self.metrics = metrics
         self.state = state  # the FastAPI app's state: the hub lives there once started
-        origins = settings.cors_allow_origins
-        self._any_origin = "*" in origins
-        self._origins = frozenset(o.encode() for o in origins)
+        self.origins = AllowedOrigins(settings.cors_allow_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -67,26 +67,18 @@ class EdgeApp:
             reply = await handle_live(scope["path"], scope["query_string"], services, self.metrics)
         except HttpError as exc:
             reply = error_reply(exc)
-        headers = [
-            (b"content-type", reply.content_type),
-            (b"cache-control", reply.cache_control),
-            (b"content-length", str(len(reply.body)).encode()),
-            *reply.headers,
-        ]
-        origin = self._allowed_origin(scope)
-        if origin is not None:
-            headers.append((b"access-control-allow-origin", origin))
-            if origin != b"*":
-                headers.append((b"vary", b"Origin"))
+        origin = self.origins.allow(None if self.origins.any else _origin(scope))
+        headers = field_pairs(reply_fields(reply, origin))
         await send({"type": "http.response.start", "status": reply.status, "headers": headers})
         body = b"" if scope["method"] == "HEAD" else reply.body
         await send({"type": "http.response.body", "body": body})
         self.metrics.observe(reply.route, reply.status, time.perf_counter() - start)
 
-    def _allowed_origin(self, scope: Scope) -> bytes | None:
-        if self._any_origin:
-            return b"*"
-        for name, value in scope["headers"]:
-            if name == b"origin":
-                return value if value in self._origins else None
-        return None
+
+def _origin(scope: Scope) -> bytes | None:
+    """The request's Origin, if it sent one (ASGI header names are lowercase)."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"origin":
+            return value
+    return None

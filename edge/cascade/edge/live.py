@@ -36,6 +36,7 @@ from cascade.edge.ondemand import (
     OnDemand,
     starting_message,
 )
+from cascade.edge.replies import HttpError, Reply
 from cascade.edge.sessions import (
     HLS_CTX,
     SessionStore,
@@ -53,7 +54,6 @@ from cascade.hls.playlist import Variant, render_media_playlist, render_multivar
 
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
 MEDIA_TYPE = b"video/mp4"
-TEXT_TYPE = b"text/plain; charset=utf-8"
 # Playlists change every part: never cached ("no-cache" revalidates every time).
 PLAYLIST_CACHE = b"no-cache"
 PRIVATE_PLAYLIST_CACHE = b"private, no-cache"
@@ -68,36 +68,6 @@ REDIS_RETRY_AFTER_SECONDS = 1
 CATCH_UP_POLL_SECONDS = 0.05
 
 
-Headers = tuple[tuple[bytes, bytes], ...]
-
-
-class HttpError(Exception):
-    """A request we refuse: the status and a message that says why."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        headers: Headers = (),
-        cache_control: bytes = b"no-cache",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers
-        self.cache_control = cache_control
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    status: int
-    content_type: bytes
-    cache_control: bytes
-    body: bytes
-    route: str
-    headers: Headers = ()
-
-
 def redis_unavailable(what: str) -> HttpError:
     """A 503 for a request that needs Redis while it does not answer, with Retry-After.
 
@@ -109,11 +79,6 @@ def redis_unavailable(what: str) -> HttpError:
         f"{what} unavailable: Redis is not answering; retry in {REDIS_RETRY_AFTER_SECONDS} s",
         ((b"retry-after", str(REDIS_RETRY_AFTER_SECONDS).encode()),),
     )
-
-
-def error_reply(exc: HttpError) -> Reply:
-    body = (exc.message + "\n").encode()
-    return Reply(exc.status, TEXT_TYPE, exc.cache_control, body, "error", exc.headers)
 
 
 def parse_query(query: bytes) -> dict[str, str]:

@@ -62,17 +62,16 @@ import httptools
 
 from cascade.core.settings import EdgeSettings
 from cascade.edge.hub import RenditionFeed
-from cascade.edge.live import (
-    Headers,
-    Hold,
-    HttpError,
-    Lookup,
-    Reply,
-    Services,
-    decide,
-    error_reply,
-)
+from cascade.edge.live import Hold, Lookup, Services, decide
 from cascade.edge.metrics import Metrics
+from cascade.edge.replies import (
+    AllowedOrigins,
+    Headers,
+    HttpError,
+    Reply,
+    error_reply,
+    reply_fields,
+)
 
 log = logging.getLogger("cascade.edge.server")
 
@@ -164,27 +163,35 @@ def simple_response(status: int, message: str, headers: Headers = ()) -> bytes:
 
 
 def live_response(reply: Reply, *, head_only: bool, origin: bytes | None, close: bool) -> bytes:
-    """The bytes of an LL-HLS answer. A HEAD's has the GET's headers, Content-Length
+    """The bytes of an LL-HLS answer: its fields (:func:`reply_fields`, as the ASGI door
+    sends them) in an HTTP/1.1 head. A HEAD's has the GET's headers, Content-Length
     included, and no body: "the server MUST NOT send content in the response" (RFC 9110
     9.3.2)."""
-    head = [
-        b"HTTP/1.1 %d %s\r\n" % (reply.status, _REASONS.get(reply.status, b"")),
-        b"content-type: ", reply.content_type, b"\r\n",
-        b"cache-control: ", reply.cache_control, b"\r\n",
-        b"content-length: %d\r\n" % len(reply.body),
-    ]  # fmt: skip
-    for name, value in reply.headers:
-        head += [name, b": ", value, b"\r\n"]
-    if origin is not None:
-        head += [b"access-control-allow-origin: ", origin, b"\r\n"]
-        if origin != b"*":
-            head.append(b"vary: Origin\r\n")
-    if close:
-        head.append(b"connection: close\r\n")
-    head.append(b"\r\n")
-    if not head_only:
-        head.append(reply.body)
-    return b"".join(head)
+    fields = reply_fields(reply, origin)
+    n = len(fields)
+    return b"".join(
+        (
+            _STATUS_LINES.get(reply.status) or _status_line(reply.status),
+            (_FIELD_LINES.get(n) or _field_lines(n)) % tuple(fields),
+            b"connection: close\r\n\r\n" if close else b"\r\n",
+            b"" if head_only else reply.body,
+        )
+    )
+
+
+def _status_line(status: int) -> bytes:
+    return b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))
+
+
+def _field_lines(n_fields: int) -> bytes:
+    """``n_fields`` flat fields as lines of an HTTP/1.1 head: a ``%`` format of (name,
+    value, ...), so an answer's head is one formatting. Made once per count."""
+    lines = _FIELD_LINES[n_fields] = b"%s: %s\r\n" * (n_fields // 2)
+    return lines
+
+
+_STATUS_LINES = {status: _status_line(status) for status in _REASONS}
+_FIELD_LINES: dict[int, bytes] = {}
 
 
 def version_refusal(version: str) -> RequestError | None:
@@ -243,9 +250,7 @@ class EdgeServer:
         self.connections: set[HttpProtocol] = set()
         metrics.connections.set_function(lambda: len(self.connections))
         self.holds: dict[int, FeedHolds] = {}  # id(feed) -> the requests held on it
-        origins = settings.cors_allow_origins
-        self.any_origin = "*" in origins
-        self.origins = frozenset(o.encode() for o in origins)
+        self.origins = AllowedOrigins(settings.cors_allow_origins)
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self._backlog: deque[HttpProtocol] = deque()  # connections waiting for a turn
@@ -301,11 +306,6 @@ class EdgeServer:
             self._backlog.popleft().resume()  # a closed one returns at once
         if self._backlog and self._backlog_turn is None:  # (resume may have deferred again)
             self._backlog_turn = asyncio.get_running_loop().call_soon(self._next_turn)
-
-    def allowed_origin(self, origin: bytes | None) -> bytes | None:
-        if self.any_origin:
-            return b"*"
-        return origin if origin is not None and origin in self.origins else None
 
     def _sweep(self) -> None:
         """Expire held requests past their deadline, ten times a second (one timer in all).
@@ -742,7 +742,7 @@ class HttpProtocol(asyncio.Protocol):
         exchange.query = url.query or b""
         self._queue.append(exchange)
         if exchange.path.startswith("/live/") and (method == b"GET" or exchange.head_only):
-            exchange.origin = self.server.allowed_origin(self._origin)
+            exchange.origin = self.server.origins.allow(self._origin)
             self._unstarted.append(exchange)
         else:
             exchange.asgi = True
