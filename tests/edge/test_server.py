@@ -3,13 +3,15 @@
 A fake transport records what the protocol writes, closes, pauses and resumes; bytes go in
 through ``data_received`` exactly as a client would send them, and the tests compare the
 exact bytes written. The LL-HLS windows are in memory (no Redis): a part "lands" when a
-test applies it and wakes the held requests, as the hub does.
+test applies it and notifies the feed's subscribers, as the hub does; the server's held
+requests are answered through its subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
+import math
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -152,7 +154,7 @@ class Bench:
         return protocol, transport
 
     def land(self, msn: int, index: int) -> None:
-        """A part arrives: applied to the window, then the held requests are woken."""
+        """A part arrives: applied to the window, then the feed's subscribers are told."""
         self.feed.window.apply(_part(msn, index))
         self.feed.notify()
 
@@ -304,6 +306,47 @@ async def test_requests_after_connection_close_are_not_processed(bench: Bench) -
         b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 13\r\n"
         b"connection: close\r\n\r\nhello /health"
     )
+
+
+# ---- held requests: answered through the feed's subscription ---------------------------
+
+
+async def test_held_requests_are_answered_through_one_subscription_to_their_feed(
+    bench: Bench,
+) -> None:
+    part, part_t = bench.connect()
+    reload, reload_t = bench.connect()
+    part.data_received(get("/live/cam1/360p/11.2.m4s"))
+    reload.data_received(get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=2"))
+    assert part_t.take() == reload_t.take() == b""
+    # The server's, however many requests it holds there: no task, no timer per request.
+    assert bench.feed.subscribers == 1
+    assert bench.metrics.registry.get_sample_value("cascade_edge_blocked_requests") == 2
+    bench.land(11, 2)  # applied to the window, then the hub notifies the subscribers
+    assert part_t.take() == part_response(11, 2)
+    playlist = reload_t.take()
+    assert playlist.startswith(b"HTTP/1.1 200 OK\r\ncontent-type: application/vnd.apple.mpegurl")
+    assert b'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="11.3.m4s"' in playlist
+    assert bench.metrics.registry.get_sample_value("cascade_edge_blocked_requests") == 0
+    bench.server.expire(-math.inf)  # the sweep: nothing held any more
+    assert bench.feed.subscribers == 0, "the subscription is given back"
+
+
+async def test_a_held_request_past_its_deadline_gets_503_from_the_sweep(bench: Bench) -> None:
+    protocol, transport = bench.connect()
+    protocol.data_received(get("/live/cam1/360p/11.2.m4s"))
+    bench.server.expire(-math.inf)  # no deadline is that early: still held
+    assert transport.take() == b"" and bench.feed.subscribers == 1
+    bench.server.expire(math.inf)
+    body = b"part 11.2 did not arrive in time\n"
+    assert transport.take() == (
+        b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
+        b"cache-control: no-cache\r\ncontent-length: %d\r\naccess-control-allow-origin: *\r\n"
+        b"\r\n%s" % (len(body), body)
+    )
+    assert bench.feed.subscribers == 0
+    bench.land(11, 2)  # answered already: nothing more is written
+    assert transport.take() == b""
 
 
 # ---- limits: refused before the work grows ---------------------------------------------

@@ -308,20 +308,24 @@ class EdgeServer:
             self._backlog_turn = asyncio.get_running_loop().call_soon(self._next_turn)
 
     def _sweep(self) -> None:
-        """Expire held requests past their deadline, ten times a second (one timer in all).
-
-        Feeds of streams the hub dropped are swept too, so their requests get their 503.
-        """
+        """Expire held requests past their deadline, ten times a second (one timer in all)."""
         loop = asyncio.get_running_loop()
         # Only what the hub has caught up past: after a pause of the loop, the part may be
         # in Redis or in a read's unapplied answer (Hub.expiry_horizon).
-        horizon = self.services.hub.expiry_horizon(loop.time())
+        self.expire(self.services.hub.expiry_horizon(loop.time()))
+        self._sweeper = loop.call_later(0.1, self._sweep)
+
+    def expire(self, horizon: float) -> None:
+        """Answer 503 to the held requests whose deadline is at or before ``horizon``, and
+        give back the subscription of each feed nothing is held on any more.
+
+        Feeds of streams the hub dropped are swept too, so their requests get their 503.
+        """
         for key, holds in list(self.holds.items()):
             holds.expire(horizon)
             if not holds.exchanges:
                 holds.close()
                 del self.holds[key]
-        self._sweeper = loop.call_later(0.1, self._sweep)
 
     async def stop(self, grace: float) -> None:
         """Stop accepting, let held requests finish within ``grace``, then close everything."""
