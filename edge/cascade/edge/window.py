@@ -79,7 +79,7 @@ class RenditionWindow:
         self.inits: dict[int, bytes] = {}
         self.ended = False
         self.discontinuity_sequence = 0  # discontinuities that slid out of the window
-        self.version = 0  # raised on every change: waiters compare it
+        self.version = 0  # raised on every change: held requests and the render cache compare it
 
     # ---- input ------------------------------------------------------------------------
 
