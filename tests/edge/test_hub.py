@@ -125,9 +125,8 @@ async def test_a_recreated_stream_is_swapped_in_whole(server: RedisServer) -> No
     writer = Redis.from_url(server.url)
     await announce(writer, generation=3)
     await publish(writer, 0)
-    hub = Hub(Redis.from_url(server.url), clock=Clock())
     reset: list[str] = []
-    hub.on_stream_reset = reset.append
+    hub = Hub(Redis.from_url(server.url), clock=Clock(), on_stream_reset=reset.append)
     try:
         await hub.refresh()
         old = hub.streams["cam1"]

@@ -71,24 +71,24 @@ def build_fastapi(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         client = redis if redis is not None else redis_client(settings.redis_url)
-        hub = Hub(
-            client,
-            poll_seconds=settings.stream_poll_seconds,
-            max_streams=settings.max_concurrent_streams,
-        )
-        sessions = make_session_store(settings, client)
-        flusher = SessionFlusher(sessions)
         cache = ByteCache(
             capacity_bytes=settings.cache_capacity_bytes,
             ttl=settings.cache_ttl_seconds,
             max_item_bytes=settings.cache_max_item_bytes,
         )
+        hub = Hub(
+            client,
+            poll_seconds=settings.stream_poll_seconds,
+            max_streams=settings.max_concurrent_streams,
+            on_stream_reset=cache.invalidate_stream,
+        )
+        sessions = make_session_store(settings, client)
+        flusher = SessionFlusher(sessions)
         collector = CacheCollector(cache)
         metrics.registry.register(collector)
         on_demand = OnDemand(client, poll_seconds=settings.on_demand_poll_seconds)
         on_demand_collector = OnDemandCollector(on_demand)
         metrics.registry.register(on_demand_collector)
-        hub.on_stream_reset = cache.invalidate_stream
         app.state.hub = hub
         app.state.sessions = sessions
         app.state.on_demand = on_demand

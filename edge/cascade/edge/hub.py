@@ -128,6 +128,7 @@ class Hub:
         max_streams: int = 25,
         clock: Callable[[], float] = time.time,
         restart_grace_seconds: float = RESTART_GRACE_SECONDS,
+        on_stream_reset: Callable[[str], object] | None = None,
     ) -> None:
         self.redis = redis
         self.poll_seconds = poll_seconds
@@ -156,7 +157,7 @@ class Hub:
         self._stopping = False
         # Called with a stream's name when its windows are dropped (deleted, or created
         # again): caches of its older segments must go too. A Redis restart keeps them.
-        self.on_stream_reset: Callable[[str], object] | None = None
+        self.on_stream_reset = on_stream_reset
 
     # ---- lifecycle -------------------------------------------------------------------
 
