@@ -158,6 +158,8 @@ class RenderCache:
 
 
 class _Rendered:
+    # ``feed`` is never read: the weak reference is kept for its callback, which removes
+    # the entry as the feed is freed.
     __slots__ = ("body", "feed", "versions")
 
     def __init__(
