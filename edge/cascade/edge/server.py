@@ -405,7 +405,8 @@ class Exchange:
             self._release(error_reply(hold.expired))
 
     def _release(self, reply: Reply) -> None:
-        protocol = cast(HttpProtocol, self.protocol)
+        protocol = self.protocol
+        assert protocol is not None  # set with the hold
         self.hold = self.protocol = None
         protocol.server.metrics.blocked_now.dec()
         protocol.answer(self, reply)
