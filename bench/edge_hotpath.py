@@ -63,8 +63,8 @@ def publish_stream(redis_url: str, part: bytes) -> None:
     """A live stream as a transcoder leaves it in Redis: meta, init, three segments of parts."""
     import redis
 
-    from cascade.core import schema
-    from cascade.core.schema import PartEntry, RenditionInfo, StreamMeta, StreamState
+    from cascade.contract import schema
+    from cascade.contract.schema import PartEntry, RenditionInfo, StreamMeta, StreamState
 
     r = redis.Redis.from_url(redis_url)
     meta = StreamMeta(

@@ -77,8 +77,8 @@ class Publisher(threading.Thread):
         self.stop = threading.Event()
 
     def announce(self) -> None:
-        from cascade.core import schema
-        from cascade.core.schema import RenditionInfo, StreamMeta, StreamState
+        from cascade.contract import schema
+        from cascade.contract.schema import RenditionInfo, StreamMeta, StreamState
 
         meta = StreamMeta(
             (RenditionInfo(RENDITION, 510_400, "avc1.64001e,mp4a.40.2", 640, 360, 30.0),),
@@ -89,8 +89,8 @@ class Publisher(threading.Thread):
         self.r.sadd(schema.STREAMS_SET, STREAM)
 
     def run(self) -> None:
-        from cascade.core import schema
-        from cascade.core.schema import PartEntry
+        from cascade.contract import schema
+        from cascade.contract.schema import PartEntry
 
         key = schema.parts_key(STREAM, RENDITION)
         data = os.urandom(PART_BYTES)

@@ -153,8 +153,8 @@ def bench_cpu(
     spec: Path = DEMO_SPEC,
     source: Callable[[Procs], None] | None = None,
 ) -> dict[str, Any]:
-    from cascade.core import schema
-    from cascade.core.manifest import parse_manifest
+    from cascade.contract import schema
+    from cascade.contract.manifest import parse_manifest
 
     stream = parse_manifest(spec.read_text(), source=str(spec))
     rendition = stream.spec.transcode.renditions[0].name
@@ -235,9 +235,9 @@ def runner_role(args: argparse.Namespace) -> int:
 async def _runner_main(spec_path: Path, redis_url: str, out: Path) -> int:
     from redis.asyncio import Redis
 
-    from cascade.core.manifest import parse_manifest
-    from cascade.core.schema import PartEntry
-    from cascade.core.settings import TranscoderSettings
+    from cascade.contract.manifest import parse_manifest
+    from cascade.contract.schema import PartEntry
+    from cascade.contract.settings import TranscoderSettings
     from cascade.transcoder.argv import Inputs
     from cascade.transcoder.runner import StreamRunner
 
@@ -396,7 +396,7 @@ async def _follow_parts(
 
 
 def bench_delay(seconds: float, workdir: Path) -> dict[str, Any]:
-    from cascade.core.manifest import parse_manifest
+    from cascade.contract.manifest import parse_manifest
 
     stream = parse_manifest(DEMO_SPEC.read_text(), source=str(DEMO_SPEC))
     rendition = stream.spec.transcode.renditions[0].name
@@ -531,7 +531,7 @@ class PassthroughStream:
 
     @property
     def key(self) -> str:
-        from cascade.core import schema
+        from cascade.contract import schema
 
         return schema.parts_key(self.name, "src")
 
@@ -542,7 +542,7 @@ def _cpu_or_zero(pid: int) -> float:
 
 
 def bench_scale(seconds: float, max_streams: int, workdir: Path) -> dict[str, Any]:
-    from cascade.core import schema
+    from cascade.contract import schema
 
     steps = sorted({k for k in (1, 5, max_streams) if 1 <= k <= max_streams})
     procs = Procs()

@@ -236,8 +236,8 @@ def _spread(values: list[float]) -> dict[str, float]:
 
 
 def bench(runs: int, down_after_ms: int, sentinels: int, workdir: Path) -> dict[str, Any]:
-    from cascade.core import schema
-    from cascade.core.schema import EndEntry, PartEntry
+    from cascade.contract import schema
+    from cascade.contract.schema import EndEntry, PartEntry
 
     procs = Procs()
     try:

@@ -10,8 +10,8 @@ import pytest
 from redis.asyncio import Redis
 
 from cascade.cli.local import LocalStack, read_activity
-from cascade.core import schema
-from cascade.core.settings import LocalSettings
+from cascade.contract import schema
+from cascade.contract.settings import LocalSettings
 
 from ..conftest import free_server_port
 

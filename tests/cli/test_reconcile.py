@@ -15,9 +15,9 @@ from cascade.cli.reconcile import (
     on_demand_verdicts,
     plan,
 )
-from cascade.core.lifecycle import AWAITING_VIEWERS, NO_VIEWERS, VIEWER_DEMAND, WATCHED
-from cascade.core.manifest import parse_manifest
-from cascade.core.spec import LiveStream
+from cascade.contract.lifecycle import AWAITING_VIEWERS, NO_VIEWERS, VIEWER_DEMAND, WATCHED
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.spec import LiveStream
 
 BASE = """\
 apiVersion: cascade.dev/v1alpha1

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from cascade.core.crd import CRD_PATH, NAME, status_schema
-from cascade.core.spec import LiveStream
+from cascade.contract.crd import CRD_PATH, NAME, status_schema
+from cascade.contract.spec import LiveStream
 
 from .conftest import Kubectl, wait_for
 

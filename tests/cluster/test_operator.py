@@ -18,8 +18,8 @@ import pytest
 import redis
 import yaml
 
-from cascade.core import schema
-from cascade.core.schema import Health, StreamState
+from cascade.contract import schema
+from cascade.contract.schema import Health, StreamState
 
 from .conftest import Kubectl, Operator, wait_for
 

@@ -17,9 +17,9 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.schema import Health, PartEntry, RenditionInfo, StreamMeta, StreamState
-from cascade.core.settings import EdgeSettings
+from cascade.contract import schema
+from cascade.contract.schema import Health, PartEntry, RenditionInfo, StreamMeta, StreamState
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.app import create_server
 from cascade.edge.server import EdgeServer
 

@@ -12,7 +12,7 @@ from urllib.parse import parse_qsl, urlsplit
 import pytest
 from pydantic import ValidationError
 
-from cascade.core.settings import (
+from cascade.contract.settings import (
     EdgeSettings,
     SigningKeyError,
     decode_signing_secret,

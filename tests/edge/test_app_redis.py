@@ -13,8 +13,8 @@ import pytest
 import uvicorn
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.schema import (
+from cascade.contract import schema
+from cascade.contract.schema import (
     EndEntry,
     Health,
     InitEntry,
@@ -23,7 +23,7 @@ from cascade.core.schema import (
     StreamMeta,
     StreamState,
 )
-from cascade.core.settings import EdgeSettings
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.app import create_app, create_server
 from cascade.hls.rules import check_media_playlist, check_multivariant_playlist
 

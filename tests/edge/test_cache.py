@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from redis.asyncio import Redis
 
-from cascade.core import schema
+from cascade.contract import schema
 from cascade.edge.archive import archived_segment
 from cascade.edge.cache import ByteCache, CacheCollector, MediaKey
 

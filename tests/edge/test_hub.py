@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.schema import Health, PartEntry, StreamMeta, StreamState
+from cascade.contract import schema
+from cascade.contract.schema import Health, PartEntry, StreamMeta, StreamState
 from cascade.edge.hub import READ_STALL_SECONDS, STALL_GRACE_SECONDS, Hub, expiry_horizon
 
 from ..conftest import RedisServer

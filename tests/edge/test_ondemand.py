@@ -12,9 +12,9 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.schema import Health, PartEntry, StreamMeta, StreamState
-from cascade.core.settings import EdgeSettings
+from cascade.contract import schema
+from cascade.contract.schema import Health, PartEntry, StreamMeta, StreamState
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.ondemand import DemandBuffer, OnDemand
 
 from ..conftest import free_port

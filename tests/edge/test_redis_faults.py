@@ -24,9 +24,9 @@ import redis
 import uvicorn
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.schema import Health, PartEntry, StreamMeta, StreamState
-from cascade.core.settings import EdgeSettings
+from cascade.contract import schema
+from cascade.contract.schema import Health, PartEntry, StreamMeta, StreamState
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.access import SigningKey, sign_url
 from cascade.edge.app import create_app, create_server
 from cascade.edge.hub import Hub

@@ -19,8 +19,8 @@ import httpx
 import pytest
 import redis
 
-from cascade.core import schema
-from cascade.core.schema import Health, PartEntry, RenditionInfo, StreamMeta, StreamState
+from cascade.contract import schema
+from cascade.contract.schema import Health, PartEntry, RenditionInfo, StreamMeta, StreamState
 from cascade.edge.access import SigningKey, sign_url
 
 from ..conftest import free_port, wait_http

@@ -22,8 +22,8 @@ import pytest
 from prometheus_client import generate_latest
 from redis.asyncio import Redis
 
-from cascade.core.schema import InitEntry, PartEntry, RenditionInfo, StreamMeta, StreamState
-from cascade.core.settings import EdgeSettings
+from cascade.contract.schema import InitEntry, PartEntry, RenditionInfo, StreamMeta, StreamState
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.cache import ByteCache
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.live import Services

@@ -16,8 +16,8 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from cascade.core import schema
-from cascade.core.settings import EdgeSettings
+from cascade.contract import schema
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.sessions import (
     HLS_CTX,
     Admission,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry
+from cascade.contract.schema import EndEntry, Entry, InitEntry, PartEntry
 from cascade.edge.window import (
     PlaylistContext,
     RenditionWindow,

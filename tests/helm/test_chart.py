@@ -19,9 +19,9 @@ import pytest
 import yaml
 from pydantic import AliasChoices
 
-from cascade.core.crd import render_crd
-from cascade.core.redisurl import SentinelUrl, parse_redis_url
-from cascade.core.settings import EdgeSettings
+from cascade.contract.crd import render_crd
+from cascade.contract.redisurl import SentinelUrl, parse_redis_url
+from cascade.contract.settings import EdgeSettings
 from cascade.operator.settings import OperatorSettings
 
 pytestmark = pytest.mark.slow  # needs the helm binary (scripts/cluster-build.sh builds it)

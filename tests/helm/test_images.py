@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from cascade.core.manifest import parse_manifest
+from cascade.contract.manifest import parse_manifest
 from cascade.operator.builders import build_transcoder_pod
 from cascade.operator.settings import OperatorSettings
 

@@ -28,8 +28,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cascade.core import schema
-from cascade.core.schema import EndEntry, PartEntry
+from cascade.contract import schema
+from cascade.contract.schema import EndEntry, PartEntry
 from cascade.edge.redisclient import redis_client as edge_client
 from cascade.hls.rules import check_media_playlist
 from cascade.operator.redisio import redis_client as operator_client

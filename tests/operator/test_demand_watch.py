@@ -8,7 +8,7 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from cascade.core.schema import DEMAND
+from cascade.contract.schema import DEMAND
 from cascade.operator.controller import Runtime, watch_demand
 from cascade.operator.metrics import OperatorMetrics
 from cascade.operator.settings import OperatorSettings

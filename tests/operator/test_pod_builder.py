@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from cascade.core.manifest import parse_manifest
-from cascade.core.spec import LiveStream
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.spec import LiveStream
 from cascade.operator.builders import (
     ANNOTATION_SPEC_HASH,
     build_ingest_service,

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from cascade.core.crd import status_schema
-from cascade.core.lifecycle import AWAITING_VIEWERS, NO_VIEWERS, VIEWER_DEMAND, Verdict
-from cascade.core.manifest import parse_manifest
-from cascade.core.schema import Health, StreamState
-from cascade.core.spec import LiveStream
+from cascade.contract.crd import status_schema
+from cascade.contract.lifecycle import AWAITING_VIEWERS, NO_VIEWERS, VIEWER_DEMAND, Verdict
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.schema import Health, StreamState
+from cascade.contract.spec import LiveStream
 from cascade.operator.builders import ANNOTATION_SPEC_HASH, build_transcoder_pod
 from cascade.operator.capacity import MAX_CONCURRENT_STREAMS, Admitted, Waiting
 from cascade.operator.reconcile import (

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
-from cascade.core.lifecycle import AWAITING_VIEWERS, VIEWER_DEMAND, Verdict
-from cascade.core.manifest import parse_manifest
-from cascade.core.schema import Health, StreamState
-from cascade.core.spec import LiveStream
+from cascade.contract.lifecycle import AWAITING_VIEWERS, VIEWER_DEMAND, Verdict
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.schema import Health, StreamState
+from cascade.contract.spec import LiveStream
 from cascade.operator.builders import (
     ANNOTATION_SPEC_HASH,
     build_ingest_service,

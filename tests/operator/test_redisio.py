@@ -7,8 +7,8 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.schema import Health, StreamState
+from cascade.contract import schema
+from cascade.contract.schema import Health, StreamState
 from cascade.operator import redisio
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_task_leaks")]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from cascade.core.schema import Health, StreamState
+from cascade.contract.schema import Health, StreamState
 from cascade.operator.status import (
     ACTIVE,
     CAPACITY_AVAILABLE,

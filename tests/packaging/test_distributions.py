@@ -48,7 +48,7 @@ def required(folder: str) -> set[str]:
 
 @cache
 def owner_of_cascade_package() -> dict[str, str]:
-    """``cascade.X`` -> the folder holding it (core holds cascade.core, .cmaf and .hls)."""
+    """``cascade.X`` -> the folder holding it (core holds cascade.contract, .cmaf and .hls)."""
     return {
         sub.name: folder
         for folder in members()

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from cascade.core.spec import LiveStreamSpec, SourceType
+from cascade.contract.spec import LiveStreamSpec, SourceType
 from cascade.transcoder.argv import (
     FIRST_OUTPUT_FD,
     Inputs,

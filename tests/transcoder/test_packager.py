@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 
 from cascade.cmaf import BoxError
-from cascade.core.schema import InitEntry, PartEntry
+from cascade.contract.schema import InitEntry, PartEntry
 from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
 
 from .fmp4 import fragment, fragments, init_segment

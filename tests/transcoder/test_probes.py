@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cascade.core.schema import StreamState
+from cascade.contract.schema import StreamState
 from cascade.transcoder.probes import ProbeServer, probe_answer
 
 from ..conftest import ffmpeg_or_fail, free_port, wait_http

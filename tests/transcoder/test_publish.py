@@ -11,9 +11,9 @@ from collections.abc import Sequence
 
 import pytest
 
-from cascade.core import schema
-from cascade.core.manifest import parse_manifest
-from cascade.core.schema import (
+from cascade.contract import schema
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.schema import (
     EndEntry,
     Entry,
     Health,
@@ -23,7 +23,7 @@ from cascade.core.schema import (
     StreamMeta,
     StreamState,
 )
-from cascade.core.spec import LiveStream
+from cascade.contract.spec import LiveStream
 from cascade.transcoder.packager import RenditionPackager, Timeline
 from cascade.transcoder.publish import (
     Command,

@@ -10,10 +10,10 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.manifest import parse_manifest
-from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry
-from cascade.core.settings import TranscoderSettings
+from cascade.contract import schema
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.schema import EndEntry, Entry, InitEntry, PartEntry
+from cascade.contract.settings import TranscoderSettings
 from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
 from cascade.transcoder.publish import Resume
 from cascade.transcoder.runner import RunOutcome, StreamRunner, read_resume, run_outcome

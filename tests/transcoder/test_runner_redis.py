@@ -16,11 +16,11 @@ import pytest
 import redis as sync_redis
 from redis.asyncio import Redis
 
-from cascade.core import schema
-from cascade.core.manifest import parse_manifest
-from cascade.core.schema import EndEntry, Entry, PartEntry
-from cascade.core.settings import TranscoderSettings
-from cascade.core.spec import LiveStream
+from cascade.contract import schema
+from cascade.contract.manifest import parse_manifest
+from cascade.contract.schema import EndEntry, Entry, PartEntry
+from cascade.contract.settings import TranscoderSettings
+from cascade.contract.spec import LiveStream
 from cascade.transcoder.argv import Inputs
 from cascade.transcoder.packager import RenditionPackager
 from cascade.transcoder.runner import StreamRunner

@@ -20,9 +20,9 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 import cascade.transcoder.runner as runner_module
-from cascade.core import schema
-from cascade.core.schema import EndEntry, Entry, Health, InitEntry, PartEntry, StreamMeta
-from cascade.core.settings import TranscoderSettings
+from cascade.contract import schema
+from cascade.contract.schema import EndEntry, Entry, Health, InitEntry, PartEntry, StreamMeta
+from cascade.contract.settings import TranscoderSettings
 from cascade.edge.window import PlaylistContext, RenditionWindow, build_media_playlist
 from cascade.hls.playlist import render_media_playlist
 from cascade.hls.rules import check_media_playlist

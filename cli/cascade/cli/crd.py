@@ -1,8 +1,8 @@
 """``cascade crd [--write]``: print the LiveStream CRD, or write it into ``crds/``.
 
-The CRD is generated from the pydantic spec (``cascade.core.crd``); ``--write`` refreshes
+The CRD is generated from the pydantic spec (``cascade.contract.crd``); ``--write`` refreshes
 ``crds/livestreams.cascade.dev.yaml`` and the chart's copy in ``helm/cascade/crds/``,
-which ``tests/core/test_crd.py`` compares with it.
+which ``tests/contract/test_crd.py`` compares with it.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cascade.core.crd import CHART_CRD_PATH, CRD_PATH, render_crd
+from cascade.contract.crd import CHART_CRD_PATH, CRD_PATH, render_crd
 
 # cli/cascade/cli/crd.py -> the repository root.
 REPO = Path(__file__).resolve().parents[3]

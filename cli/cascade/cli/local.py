@@ -8,7 +8,7 @@ again on the same port and data directory (empty: local mode keeps no dump), and
 programs find it there by themselves (the transcoders replay what they held meanwhile).
 
 ``activation: OnDemand`` streams are judged every second by the operator's rule
-(:func:`cascade.core.lifecycle.on_demand_verdict`): their names are kept in
+(:func:`cascade.contract.lifecycle.on_demand_verdict`): their names are kept in
 ``cascade:ondemand`` (so the edge answers 503 "starting", not 404), their transcoder is
 started once the edge records a viewer's demand and stopped after ``idleTimeoutSeconds``
 without viewers, its Redis state removed as when a file goes.
@@ -40,11 +40,11 @@ from cascade.cli.reconcile import (
     on_demand_verdicts,
     plan,
 )
-from cascade.core import schema
-from cascade.core.lifecycle import Verdict
-from cascade.core.manifest import ManifestError, parse_manifest
-from cascade.core.settings import LocalSettings
-from cascade.core.spec import LiveStream
+from cascade.contract import schema
+from cascade.contract.lifecycle import Verdict
+from cascade.contract.manifest import ManifestError, parse_manifest
+from cascade.contract.settings import LocalSettings
+from cascade.contract.spec import LiveStream
 from cascade.transcoder.redisclient import redis_client
 
 log = logging.getLogger("cascade.local")

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 
 from cascade.cli import crd, sign
-from cascade.core.manifest import ManifestError, parse_manifest
-from cascade.core.settings import LocalSettings
+from cascade.contract.manifest import ManifestError, parse_manifest
+from cascade.contract.settings import LocalSettings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Local mode's reconcile decisions: folder of manifests vs running streams. Pure.
 
 ``activation: OnDemand`` streams follow the rule the operator applies
-(:func:`cascade.core.lifecycle.on_demand_verdict`): :func:`on_demand_verdicts` judges
+(:func:`cascade.contract.lifecycle.on_demand_verdict`): :func:`on_demand_verdicts` judges
 them from what ``cascade up`` read in Redis, and the ones that should have no
 transcoder are ``dormant`` for :func:`plan`.
 """
@@ -13,8 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from cascade.core.lifecycle import Activity, Verdict, on_demand_verdict
-from cascade.core.spec import Activation, LiveStream
+from cascade.contract.lifecycle import Activity, Verdict, on_demand_verdict
+from cascade.contract.spec import Activation, LiveStream
 
 
 class Verb(StrEnum):

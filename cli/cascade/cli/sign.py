@@ -14,8 +14,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cascade.core.settings import EdgeSettings
-from cascade.core.spec import is_valid_name
+from cascade.contract.settings import EdgeSettings
+from cascade.contract.spec import is_valid_name
 from cascade.edge.access import SigningKey, key_ring, sign_url
 
 DEFAULT_BASE = "http://127.0.0.1:8080"

@@ -20,9 +20,9 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from cascade.core.schema import StreamState
-from cascade.core.settings import EdgeSettings
-from cascade.core.spec import is_valid_name
+from cascade.contract.schema import StreamState
+from cascade.contract.settings import EdgeSettings
+from cascade.contract.spec import is_valid_name
 from cascade.edge import assets
 from cascade.edge.access import key_ring
 from cascade.edge.asgi import EdgeApp

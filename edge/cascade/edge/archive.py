@@ -1,7 +1,7 @@
 """Segments older than the live window: read from Redis through the byte cache.
 
 The packager keeps each complete segment at ``cascade:stream:{s}:r:{r}:seg:{msn}`` for
-``archive_ttl_seconds`` (see :mod:`cascade.core.schema`); the edge serves requests for
+``archive_ttl_seconds`` (see :mod:`cascade.contract.schema`); the edge serves requests for
 segments that slid out of its in-memory window from there, one Redis ``GET`` per segment
 per cache TTL whatever the number of viewers asking (single flight).
 """
@@ -12,7 +12,7 @@ from typing import cast
 
 from redis.asyncio import Redis
 
-from cascade.core import schema
+from cascade.contract import schema
 from cascade.edge.cache import ByteCache, Loader, MediaKey
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from cascade.core.settings import EdgeSettings
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.live import Services, handle_live
 from cascade.edge.metrics import Metrics
 from cascade.edge.replies import AllowedOrigins, HttpError, error_reply, field_pairs, reply_fields

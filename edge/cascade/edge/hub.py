@@ -33,8 +33,8 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cascade.core import schema
-from cascade.core.schema import Health, SchemaError, StreamMeta
+from cascade.contract import schema
+from cascade.contract.schema import Health, SchemaError, StreamMeta
 from cascade.edge.window import RenditionWindow
 
 log = logging.getLogger("cascade.edge.hub")

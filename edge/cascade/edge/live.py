@@ -23,8 +23,8 @@ from urllib.parse import unquote_plus
 
 from redis.exceptions import RedisError
 
-from cascade.core.settings import EdgeSettings
-from cascade.core.spec import is_valid_name
+from cascade.contract.settings import EdgeSettings
+from cascade.contract.spec import is_valid_name
 from cascade.edge.access import Denied, SigningKey, check_session_grant, verify
 from cascade.edge.archive import archived_segment
 from cascade.edge.cache import ByteCache

@@ -14,7 +14,7 @@ import signal
 
 import uvloop
 
-from cascade.core.settings import EdgeSettings
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.app import create_server
 
 DRAIN_SECONDS = 5.0

@@ -1,9 +1,9 @@
 """On-demand streams at the edge: "starting" (503) instead of "no such stream" (404).
 
 A LiveStream with ``activation: OnDemand`` has no transcoder until a viewer asks for it
-(the rule is :func:`cascade.core.lifecycle.on_demand_verdict`, applied by whoever starts
+(the rule is :func:`cascade.contract.lifecycle.on_demand_verdict`, applied by whoever starts
 transcoders: the operator, or ``cascade up``). The edge's part of the Redis contract
-(:mod:`cascade.core.schema`):
+(:mod:`cascade.contract.schema`):
 
 * It tells an on-demand stream without a transcoder from an unknown name by the
   ``cascade:ondemand`` set. LL-HLS requests are answered synchronously
@@ -46,7 +46,7 @@ from prometheus_client.registry import Collector
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cascade.core import schema
+from cascade.contract import schema
 
 log = logging.getLogger("cascade.edge.ondemand")
 

@@ -1,7 +1,7 @@
 """The edge's redis-py client: one server, or the primary Redis Sentinel names.
 
 ``REDIS_URL`` may be ``redis+sentinel://host1:26379,host2:26379/mymaster/0``
-(:mod:`cascade.core.redisurl`). The transcoder and the operator have the same few lines
+(:mod:`cascade.contract.redisurl`). The transcoder and the operator have the same few lines
 (sibling packages cannot share a module above the pure core, which may not import redis).
 """
 
@@ -12,7 +12,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from cascade.core.redisurl import SentinelUrl, parse_redis_url
+from cascade.contract.redisurl import SentinelUrl, parse_redis_url
 
 
 class _SentinelManagedRedis(Redis):

@@ -60,7 +60,7 @@ from urllib.parse import unquote
 
 import httptools
 
-from cascade.core.settings import EdgeSettings
+from cascade.contract.settings import EdgeSettings
 from cascade.edge.hub import RenditionFeed
 from cascade.edge.live import Hold, Lookup, Services, decide
 from cascade.edge.metrics import Metrics

@@ -49,8 +49,8 @@ from typing import Any, Protocol, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cascade.core import schema
-from cascade.core.settings import EdgeSettings
+from cascade.contract import schema
+from cascade.contract.settings import EdgeSettings
 
 log = logging.getLogger("cascade.edge.sessions")
 

@@ -13,7 +13,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from enum import Enum
 
-from cascade.core.schema import EndEntry, Entry, InitEntry, PartEntry, RenditionInfo
+from cascade.contract.schema import EndEntry, Entry, InitEntry, PartEntry, RenditionInfo
 from cascade.hls.limits import (
     beyond_advance_limit,
     max_blocking_msn,

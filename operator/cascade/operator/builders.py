@@ -16,7 +16,7 @@ import hashlib
 import json
 from typing import Any
 
-from cascade.core.spec import (
+from cascade.contract.spec import (
     Hardware,
     LiveStream,
     RtmpMode,

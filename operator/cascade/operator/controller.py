@@ -32,10 +32,10 @@ import kopf
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from cascade.core.lifecycle import Activity, on_demand_verdict
-from cascade.core.redisurl import redacted
-from cascade.core.schema import DEMAND
-from cascade.core.spec import Activation, Hardware
+from cascade.contract.lifecycle import Activity, on_demand_verdict
+from cascade.contract.redisurl import redacted
+from cascade.contract.schema import DEMAND
+from cascade.contract.spec import Activation, Hardware
 from cascade.operator import redisio
 from cascade.operator.builders import LABEL_LIVESTREAM, LABEL_MANAGED_BY
 from cascade.operator.capacity import Admitted, StreamDemand, plan_capacity

@@ -15,7 +15,7 @@ import kopf
 from prometheus_client import start_http_server
 from pydantic import ValidationError
 
-from cascade.core.spec import format_validation_error
+from cascade.contract.spec import format_validation_error
 from cascade.operator.controller import Runtime, build_registry
 from cascade.operator.metrics import OperatorMetrics
 from cascade.operator.settings import OperatorSettings

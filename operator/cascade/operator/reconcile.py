@@ -39,9 +39,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cascade.core.lifecycle import ALWAYS_ON, Verdict
-from cascade.core.schema import Health
-from cascade.core.spec import (
+from cascade.contract.lifecycle import ALWAYS_ON, Verdict
+from cascade.contract.schema import Health
+from cascade.contract.spec import (
     Activation,
     LiveStream,
     RtmpMode,

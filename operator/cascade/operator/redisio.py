@@ -12,9 +12,9 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from cascade.core import schema
-from cascade.core.redisurl import SentinelUrl, parse_redis_url
-from cascade.core.schema import Health
+from cascade.contract import schema
+from cascade.contract.redisurl import SentinelUrl, parse_redis_url
+from cascade.contract.schema import Health
 
 
 class _SentinelManagedRedis(aioredis.Redis):

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cascade.core.spec import Toleration
+from cascade.contract.spec import Toleration
 
 # The NVIDIA device plugin's taint on GPU nodes in most clusters (GKE, EKS, the GPU
 # operator): GPU pods tolerate it, CPU pods stay off the GPU nodes.

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from cascade.core.schema import Health, StreamState
+from cascade.contract.schema import Health, StreamState
 
 ACTIVE = "Active"
 CAPACITY_AVAILABLE = "CapacityAvailable"

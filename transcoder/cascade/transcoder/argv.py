@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
-from cascade.core.spec import (
+from cascade.contract.spec import (
     Hardware,
     LiveStreamSpec,
     Mode,

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import uvloop
 
-from cascade.core.manifest import ManifestError, parse_manifest
-from cascade.core.settings import TranscoderSettings
-from cascade.core.spec import LiveStream
+from cascade.contract.manifest import ManifestError, parse_manifest
+from cascade.contract.settings import TranscoderSettings
+from cascade.contract.spec import LiveStream
 from cascade.transcoder.argv import Inputs
 from cascade.transcoder.probes import ProbeServer
 from cascade.transcoder.redisclient import redis_client

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from cascade.cmaf import BoxError, Fmp4Reader, Fragment, InitSegment
 from cascade.cmaf.segmenter import Segmenter
-from cascade.core.schema import Entry, InitEntry, PartEntry
+from cascade.contract.schema import Entry, InitEntry, PartEntry
 
 
 class MediaError(Exception):

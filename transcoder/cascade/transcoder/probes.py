@@ -21,7 +21,7 @@ import contextlib
 import json
 from collections.abc import Callable
 
-from cascade.core.schema import StreamState
+from cascade.contract.schema import StreamState
 
 READY_STATES = frozenset({StreamState.STARTING, StreamState.LIVE, StreamState.IDLE})
 # A probe request is one line and a few headers: anything longer is not the kubelet.

@@ -30,8 +30,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cascade.cmaf import parse_init
-from cascade.core import schema
-from cascade.core.schema import (
+from cascade.contract import schema
+from cascade.contract.schema import (
     EndEntry,
     Entry,
     Health,
@@ -41,7 +41,7 @@ from cascade.core.schema import (
     StreamMeta,
     StreamState,
 )
-from cascade.core.spec import LiveStream, Mode
+from cascade.contract.spec import LiveStream, Mode
 from cascade.transcoder.outbox import Arg, Segment
 
 __all__ = [

@@ -3,7 +3,7 @@
 The parts do not go through it: :mod:`cascade.transcoder.resp` resolves the primary
 itself. The edge and the operator have the same few lines (sibling packages cannot share
 a module above the pure core, which may not import redis); the parsing they share is
-:func:`cascade.core.redisurl.parse_redis_url`.
+:func:`cascade.contract.redisurl.parse_redis_url`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from cascade.core.redisurl import SentinelUrl, parse_redis_url
+from cascade.contract.redisurl import SentinelUrl, parse_redis_url
 
 
 class _SentinelManagedRedis(Redis):

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from cascade.core.redisurl import RedisServerUrl, SentinelUrl, parse_redis_url
+from cascade.contract.redisurl import RedisServerUrl, SentinelUrl, parse_redis_url
 from cascade.transcoder.outbox import Arg, Outbox, Segment
 
 log = logging.getLogger("cascade.transcoder.resp")

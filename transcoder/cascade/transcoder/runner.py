@@ -33,10 +33,10 @@ from typing import Any, cast
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from cascade.core import schema
-from cascade.core.schema import Entry, Health, PartEntry, SchemaError, StreamState
-from cascade.core.settings import TranscoderSettings
-from cascade.core.spec import LiveStream, SourceType
+from cascade.contract import schema
+from cascade.contract.schema import Entry, Health, PartEntry, SchemaError, StreamState
+from cascade.contract.settings import TranscoderSettings
+from cascade.contract.spec import LiveStream, SourceType
 from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
 from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline

@@ -34,7 +34,7 @@
       encodeURIComponent(q.get('kid') || '') + '&sig=' + encodeURIComponent(q.get('sig'));
   })();
 
-  // Same rule as a LiveStream's metadata.name (RFC 1123 label), see core/cascade/core/spec.py.
+  // Same rule as a LiveStream's metadata.name (RFC 1123 label), see core/cascade/contract/spec.py.
   var NAME_RE = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
   var MAX_NAME_LEN = 63;
   var MAX_STREAMS = 6;

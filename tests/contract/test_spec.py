@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cascade.core.manifest import ManifestError, parse_manifest
-from cascade.core.spec import (
+from cascade.contract.manifest import ManifestError, parse_manifest
+from cascade.contract.spec import (
     API_VERSION,
     KIND,
     Activation,

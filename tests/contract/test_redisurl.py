@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from cascade.core.redisurl import RedisServerUrl, SentinelUrl, parse_redis_url, redacted
-from cascade.core.settings import EdgeSettings, TranscoderSettings
+from cascade.contract.redisurl import RedisServerUrl, SentinelUrl, parse_redis_url, redacted
+from cascade.contract.settings import EdgeSettings, TranscoderSettings
 
 
 def test_a_plain_url_is_one_server_as_before() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cascade.core.lifecycle import (
+from cascade.contract.lifecycle import (
     AWAITING_VIEWERS,
     DEMAND_WINDOW_SECONDS,
     NO_VIEWERS,

@@ -1,7 +1,7 @@
 """The LiveStream CRD generated from the pydantic spec: golden file, structure, parity.
 
 ``crds/livestreams.cascade.dev.yaml`` must be exactly ``render_crd()``; regenerate it on
-purpose with ``cascade crd --write`` or ``CASCADE_REGEN_GOLDEN=1 pytest tests/core``.
+purpose with ``cascade crd --write`` or ``CASCADE_REGEN_GOLDEN=1 pytest tests/contract``.
 That the API server accepts the CRD and refuses invalid LiveStreams with it is proved on a
 real control plane in ``tests/cluster/test_crd_apply.py``.
 """
@@ -21,8 +21,8 @@ import yaml
 from pydantic import BaseModel, TypeAdapter
 
 from cascade.cli import crd as crd_cli
-from cascade.core import crd
-from cascade.core.spec import KIND, NAME_PATTERN, LiveStream, LiveStreamSpec, is_valid_name
+from cascade.contract import crd
+from cascade.contract.spec import KIND, NAME_PATTERN, LiveStream, LiveStreamSpec, is_valid_name
 
 REPO = Path(__file__).resolve().parents[2]
 GOLDEN = REPO / crd.CRD_PATH

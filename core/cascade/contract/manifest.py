@@ -7,7 +7,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from cascade.core.spec import LiveStream, format_validation_error
+from cascade.contract.spec import LiveStream, format_validation_error
 
 
 class ManifestError(ValueError):

@@ -15,7 +15,7 @@ default ``--validate=strict`` turns that into an error naming the field
 (``strict decoding error: unknown field "spec.delivery.partDuration"``).
 
 ``crds/livestreams.cascade.dev.yaml`` is this function's output (``cascade crd --write``);
-``tests/core/test_crd.py`` checks that they match.
+``tests/contract/test_crd.py`` checks that they match.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
-from cascade.core.spec import (
+from cascade.contract.spec import (
     KIND,
     NAME_PATTERN,
     Delivery,
@@ -410,8 +410,8 @@ def build_crd() -> dict[str, Any]:
 
 
 HEADER: Final = (
-    "# Generated from cascade.core.spec by `cascade crd --write`: do not edit.\n"
-    "# tests/core/test_crd.py checks that it matches.\n"
+    "# Generated from cascade.contract.spec by `cascade crd --write`: do not edit.\n"
+    "# tests/contract/test_crd.py checks that it matches.\n"
 )
 
 

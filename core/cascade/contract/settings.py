@@ -17,7 +17,7 @@ from typing import Annotated, Self
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from cascade.core.redisurl import SENTINEL_SCHEME, parse_redis_url
+from cascade.contract.redisurl import SENTINEL_SCHEME, parse_redis_url
 
 # A signing key shorter than this is refused: HMAC-SHA256 wants 32 random bytes.
 MIN_SIGNING_KEY_BYTES = 32

@@ -1,1 +1,0 @@
-"""Core contracts shared by every part: the LiveStream spec, Redis keys and schema, settings."""
