@@ -219,30 +219,40 @@ def main() -> int:
                 log(f"viewers: {json.dumps(step)}")
             # Session cost: the same load with anonymous sessions (hls_ctx), minus without.
             n = args.session_viewers
-            without = next((s for s in result["steps"] if s["viewers"] == n), None)
-            if without is None:
-                without = run_step(exe, base, n, args.seconds, edge.pid, publisher)
-                total = without.pop("client_cpu_seconds_total")
-                without["client_cpu_cores"] = round((total - prev_client) / (args.seconds + 4), 2)
-                prev_client = total
-                result["steps"].append(without)
-            with_sessions = run_step(exe, base, n, args.seconds, edge.pid, publisher, sessions=True)
-            total = with_sessions.pop("client_cpu_seconds_total")
-            with_sessions["client_cpu_cores"] = round((total - prev_client) / (args.seconds + 4), 2)
-            result["steps"].append(with_sessions)
-            log(f"viewers: {json.dumps(with_sessions)}")
-            extra = (
-                with_sessions["redis_commands_per_second"] - without["redis_commands_per_second"]
-            )
-            result["session_cost"] = {
-                "viewers": n,
-                "redis_commands_per_second_without_sessions": without["redis_commands_per_second"],
-                "redis_commands_per_second_with_sessions": with_sessions[
-                    "redis_commands_per_second"
-                ],
-                "redis_commands_per_viewer_per_second": round(max(0.0, extra) / n, 4),
-                "target": 0.2,
-            }
+            if n > 0:  # 0: no session-cost step
+                without = next((s for s in result["steps"] if s["viewers"] == n), None)
+                if without is None:
+                    without = run_step(exe, base, n, args.seconds, edge.pid, publisher)
+                    total = without.pop("client_cpu_seconds_total")
+                    without["client_cpu_cores"] = round(
+                        (total - prev_client) / (args.seconds + 4), 2
+                    )
+                    prev_client = total
+                    result["steps"].append(without)
+                with_sessions = run_step(
+                    exe, base, n, args.seconds, edge.pid, publisher, sessions=True
+                )
+                total = with_sessions.pop("client_cpu_seconds_total")
+                with_sessions["client_cpu_cores"] = round(
+                    (total - prev_client) / (args.seconds + 4), 2
+                )
+                result["steps"].append(with_sessions)
+                log(f"viewers: {json.dumps(with_sessions)}")
+                extra = (
+                    with_sessions["redis_commands_per_second"]
+                    - without["redis_commands_per_second"]
+                )
+                result["session_cost"] = {
+                    "viewers": n,
+                    "redis_commands_per_second_without_sessions": without[
+                        "redis_commands_per_second"
+                    ],
+                    "redis_commands_per_second_with_sessions": with_sessions[
+                        "redis_commands_per_second"
+                    ],
+                    "redis_commands_per_viewer_per_second": round(max(0.0, extra) / n, 4),
+                    "target": 0.2,
+                }
         finally:
             if publisher is not None:
                 publisher.stop.set()
