@@ -333,6 +333,9 @@ async def test_a_live_stream_never_404s_while_redis_restarts_empty(
         text = (await edge.client.get(PLAYLIST)).text
         assert "#EXT-X-MEDIA-SEQUENCE:15\n" in text and "#EXT-X-DISCONTINUITY\n" in text
         assert edge.hub.restarts == 1 and edge.hub.replays == 2
+        metrics = (await edge.client.get("/metrics")).text
+        assert "cascade_edge_redis_restarts 1.0" in metrics
+        assert "cascade_edge_redis_replays 2.0" in metrics
     assert viewer.failures == []
 
 

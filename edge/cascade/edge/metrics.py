@@ -108,6 +108,16 @@ class Metrics:
         self.redis_errors = Gauge(
             "cascade_edge_redis_errors", "Failed Redis calls since start", registry=self.registry
         )
+        self.redis_restarts = Gauge(
+            "cascade_edge_redis_restarts",
+            "Redis restarts seen since start (its run_id changed; a failover counts too)",
+            registry=self.registry,
+        )
+        self.redis_replays = Gauge(
+            "cascade_edge_redis_replays",
+            "Renditions read again from the start after a Redis restart",
+            registry=self.registry,
+        )
         self.viewers = Gauge(
             "cascade_edge_viewers",
             "Viewers per stream (anonymous sessions seen within VIEWER_TIMEOUT_SECONDS)",
@@ -144,6 +154,8 @@ class Metrics:
         self.streams.set(len(hub.streams))
         self.redis_up.set(1 if hub.connected else 0)
         self.redis_errors.set(hub.redis_errors)
+        self.redis_restarts.set(hub.restarts)
+        self.redis_replays.set(hub.replays)
         self.viewers.clear()
         for name, count in (viewers or {}).items():
             self.viewers.labels(name).set(count)
