@@ -285,6 +285,19 @@ async def test_health_status_and_metrics(edge: Edge) -> None:
     assert "cascade_edge_requests_total" in metrics and "cascade_edge_redis_up 1.0" in metrics
 
 
+async def test_status_shows_what_the_transcoder_lost_or_holds_after_a_redis_outage(
+    edge: Edge,
+) -> None:
+    health = Health(StreamState.LIVE, reason="Ingesting", lost_segments=3, redis_backlog_bytes=4096)
+    await edge.redis.hset(schema.health_key("cam1"), mapping=health.encode())  # type: ignore[arg-type]
+    for _ in range(100):  # the hub re-reads health every stream poll (50 ms here)
+        cam = (await edge.client.get("/status")).json()["streams"]["cam1"]
+        if cam["lost_segments"] == 3:
+            break
+        await asyncio.sleep(0.02)
+    assert cam["lost_segments"] == 3 and cam["redis_backlog_bytes"] == 4096
+
+
 @pytest.mark.parametrize(
     "path", ["/metrics/", "/status/", "/health/", "/readyz/", "/watch/cam1/", "/livez/"]
 )

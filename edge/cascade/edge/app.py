@@ -222,6 +222,8 @@ def build_fastapi(
                 "fps": 0.0,
                 "speed": 0.0,
                 "restarts": 0,
+                "lost_segments": 0,
+                "redis_backlog_bytes": 0,
                 "seconds_since_last_part": None,
                 "renditions": {},
             }
@@ -237,6 +239,9 @@ def build_fastapi(
                 "fps": h.fps if h else 0.0,
                 "speed": h.speed if h else 0.0,
                 "restarts": h.restarts if h else 0,
+                # What the transcoder had to drop, or still holds, after a Redis outage.
+                "lost_segments": h.lost_segments if h else 0,
+                "redis_backlog_bytes": h.redis_backlog_bytes if h else 0,
                 "seconds_since_last_part": round(now - h.last_part_at, 3)
                 if h and h.last_part_at
                 else None,
