@@ -30,7 +30,7 @@ UV_SYNC_FLAGS := $(if $(CI),--locked,)
 # (git-ignored); the edge's wheel refuses to build without it.
 HLSJS := edge/cascade/edge/static/hls.min.js
 
-.PHONY: help setup lock run test test-fast lint bench clean
+.PHONY: help setup lock run test test-fast lint bench images clean
 
 help:
 	@echo "make run        start Cascade locally (Redis, edge on :8080, the demo stream)"
@@ -38,6 +38,7 @@ help:
 	@echo "make test-fast  unit and component tests only (no browser, no slow end-to-end)"
 	@echo "make lint       ruff, mypy --strict and the import-linter layer contracts"
 	@echo "make bench      benchmarks (print JSON figures)"
+	@echo "make images     build the three images with buildah (OCI archives in ~/.cache/cascade/images)"
 	@echo "make lock       update uv.lock after changing a dependency in a pyproject.toml"
 
 setup: .cache/apt.stamp $(VENV)/.installed node_modules/.installed $(HLSJS)
@@ -91,6 +92,7 @@ bench: setup
 	$(PY) bench/redis_failover.py
 
 include mk/cluster.mk
+include mk/images.mk
 
 clean:
 	rm -rf $(VENV) node_modules .cache .mypy_cache .ruff_cache .pytest_cache $(HLSJS)
