@@ -129,6 +129,9 @@ async def fuzz(
         "first_violations": problems[:20],
         "viewer_part_ms": summary_ms(latencies),
         "viewer_errors": [e for v in logs for e in v.errors][:20],
+        # Idle keep-alive connections the edge closed (CASCADE_KEEP_ALIVE_TIMEOUT_SECONDS
+        # is 1 s here) while a viewer's loop was starved by the fuzzers; it asked again.
+        "viewer_reconnects": sum(v.reconnects for v in logs),
     }
 
 

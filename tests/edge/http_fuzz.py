@@ -262,15 +262,30 @@ def make_case(
 
 
 async def run_case(host: str, port: int, case: Case, *, wait: float) -> Outcome:
-    """Play ``case`` on a new connection; read until the edge closes or ``wait`` passes."""
+    """Play ``case`` on a new connection; read until the edge closes or ``wait`` passes.
+
+    The client reads while it writes, as HTTP clients do: an answer that arrives while a
+    slow or huge request is still being sent is read at once, so a reset that comes after
+    it (the edge closing on a client that goes on sending) destroys nothing.
+    """
     out = Outcome(case)
     reader, writer = await asyncio.open_connection(host, port, limit=1 << 22)
     received = bytearray()
+
+    async def read() -> None:
+        try:
+            while chunk := await reader.read(1 << 16):
+                received.extend(chunk)
+        except ConnectionError:
+            out.reset = True
+        out.closed_by_edge = True
+
+    reading = asyncio.ensure_future(read())
     try:
         for i, data in enumerate(case.writes):
             if i and case.pause:
                 await asyncio.sleep(case.pause)
-            if writer.transport.is_closing() or reader.at_eof():
+            if writer.transport.is_closing() or reading.done():
                 break  # the edge has ended it already (a refusal, a timeout)
             writer.write(data)
         # The clock starts once the client has said all it will say.
@@ -282,15 +297,12 @@ async def run_case(host: str, port: int, case: Case, *, wait: float) -> Outcome:
             with contextlib.suppress(RuntimeError, OSError):
                 writer.write_eof()
         with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait):
-                try:
-                    while chunk := await reader.read(1 << 16):
-                        received += chunk
-                except ConnectionError:
-                    out.reset = True
-                out.closed_by_edge = True
+            await asyncio.wait_for(asyncio.shield(reading), wait)
         out.seconds = time.monotonic() - start
     finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
         writer.transport.abort()
     out.answers, out.garbage = parse_answers(bytes(received))
     return out
@@ -364,7 +376,9 @@ def violations(out: Outcome, *, bound: float) -> list[str]:
         for i, (a, body) in enumerate(zip(out.answers, out.case.expect, strict=False)):
             if body is not None and a.body != body:
                 problems.append(f"answer {i} out of order or wrong: {a.status} {a.body[:60]!r}")
-    if out.reset:
+    if out.reset and not out.answers:
+        # A reset before any answer could be read (the client reads as it writes: a reset
+        # after its answer, on a client that goes on sending, destroys nothing).
         problems.append("reset by the edge (a lingering close lets the client read first)")
     if out.case.ending != "drop" and not out.closed_by_edge:
         problems.append(f"connection still open after {out.seconds:.2f} s")
@@ -390,6 +404,11 @@ class ViewerLog:
     # the next part is the stream's pace, not the edge's delay).
     part_latencies: list[float] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # Keep-alive connections the edge closed while the viewer was idle (its own loop
+    # starved by the fuzzers beside it): a client opens a new one and asks again, as
+    # "a client ... MAY retry" an idempotent request on it (RFC 9112 9.3.1).
+    reconnects: int = 0
+    hint: tuple[int, int] | None = None  # the part the last playlist hinted
 
 
 async def viewer(
@@ -407,24 +426,48 @@ async def viewer(
     try:
         hint = None
         while not stop.is_set():
-            query = f"?_HLS_msn={hint[0]}&_HLS_part={hint[1]}" if hint else ""
-            status, body, _ = await _get(reader, writer, f"{base}/index.m3u8{query}")
-            m = _HINT.search(body)
-            if status != 200 or m is None:
-                log.errors.append(f"playlist {status} {body[:100]!r}")
+            try:
+                await _play_one(reader, writer, base, hint, check_part, log)
+            except _IdleClosedError:
+                writer.transport.abort()
+                log.reconnects += 1
+                reader, writer = await asyncio.open_connection(host, port)
                 hint = None
                 continue
-            got = hint or (int(m.group(1)), int(m.group(2)))
-            if hint is not None:
-                status, part, seconds = await _get(reader, writer, f"{base}/{got[0]}.{got[1]}.m4s")
-                log.part_latencies.append(seconds)
-                if status != 200 or not check_part(got[0], got[1], part):
-                    log.errors.append(f"part {got} {status} {part[:60]!r}")
-            hint = (int(m.group(1)), int(m.group(2)))
+            hint = log.hint
     except (ConnectionError, TimeoutError, asyncio.IncompleteReadError) as exc:
         log.errors.append(f"viewer connection: {exc!r}")
     finally:
         writer.transport.abort()
+
+
+class _IdleClosedError(Exception):
+    """The edge closed the keep-alive connection before any byte of the answer."""
+
+
+async def _play_one(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    base: str,
+    hint: tuple[int, int] | None,
+    check_part: Callable[[int, int, bytes], bool],
+    log: ViewerLog,
+) -> None:
+    """One round: the (blocking) playlist reload, then the hinted part; sets ``log.hint``."""
+    query = f"?_HLS_msn={hint[0]}&_HLS_part={hint[1]}" if hint else ""
+    status, body, _ = await _get(reader, writer, f"{base}/index.m3u8{query}")
+    m = _HINT.search(body)
+    if status != 200 or m is None:
+        log.errors.append(f"playlist {status} {body[:100]!r}")
+        log.hint = None
+        return
+    got = hint or (int(m.group(1)), int(m.group(2)))
+    if hint is not None:
+        status, part, seconds = await _get(reader, writer, f"{base}/{got[0]}.{got[1]}.m4s")
+        log.part_latencies.append(seconds)
+        if status != 200 or not check_part(got[0], got[1], part):
+            log.errors.append(f"part {got} {status} {part[:60]!r}")
+    log.hint = (int(m.group(1)), int(m.group(2)))
 
 
 async def _get(
@@ -433,7 +476,13 @@ async def _get(
     start = time.monotonic()
     writer.write(f"GET {path} HTTP/1.1\r\nHost: edge\r\n\r\n".encode())
     async with asyncio.timeout(5):
-        status = int((await reader.readuntil(b"\r\n")).split()[1])
+        try:
+            first = await reader.readuntil(b"\r\n")
+        except (asyncio.IncompleteReadError, ConnectionResetError) as exc:
+            if not getattr(exc, "partial", b""):  # closed before any byte of the answer
+                raise _IdleClosedError from exc
+            raise
+        status = int(first.split()[1])
         length = 0
         while (line := await reader.readuntil(b"\r\n")) != b"\r\n":
             if line.lower().startswith(b"content-length:"):

@@ -76,6 +76,23 @@ async def test_a_64_mib_header_gets_431_at_once_and_viewers_beside_it_are_served
     assert latencies and max(latencies) < PROMPT, latencies
 
 
+async def test_an_uploader_past_the_linger_bound_still_reads_its_431(redis_url: str) -> None:
+    # The client goes on sending (8 MiB, far past what the edge drains for nothing) and
+    # reads only later, as a busy client does. Closing once the drain bound was passed
+    # reset the connection over unread data, and the reset destroyed the 431 before the
+    # client read it (found by bench/edge_fuzz.py under load); now the edge stops reading
+    # and closes when the linger time is up.
+    async with live_edge(redis_url) as edge, edge.connection() as (reader, writer):
+        writer.write(b"GET /live/cam1.m3u8 HTTP/1.1\r\nHost: edge\r\nX-Big: ")
+        writer.write(b"v" * (8 << 20))
+        await asyncio.sleep(0.3)  # long enough for the edge to drain its bound
+        try:
+            answer = await asyncio.wait_for(reader.read(1 << 16), 5)
+        except ConnectionResetError:
+            pytest.fail("the edge reset the connection before its 431 could be read")
+    assert answer.startswith(b"HTTP/1.1 431 Request Header Fields Too Large\r\n")
+
+
 async def test_a_request_head_that_never_ends_gets_408_then_close(redis_url: str) -> None:
     async with (
         live_edge(redis_url, header_timeout_seconds=0.3) as edge,

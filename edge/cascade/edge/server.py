@@ -93,7 +93,8 @@ FEED_BYTES = 4096
 # Closing a socket with unread data makes the kernel send a reset, which can destroy the
 # answer before the client reads it (nginx's lingering_close; its lingering_timeout is 5 s).
 # Bounded in bytes too: an uploader must not make the edge read at loopback speed all that
-# time (a client that stopped sending has at most a socket buffer's worth in flight).
+# time (a client that stopped sending has at most a socket buffer's worth in flight); past
+# the bound the edge stops reading and closes when the time is up.
 LINGER_SECONDS = 2.0
 LINGER_BYTES = 1 << 20
 _REASONS = {s.value: s.phrase.encode() for s in HTTPStatus}
@@ -533,7 +534,11 @@ class HttpProtocol(asyncio.Protocol):
             # Refused or ending: what still comes is read and dropped, up to a bound.
             self._dropped += len(data)
             if self._dropped > LINGER_BYTES:
-                self._close()
+                # Enough read for nothing: stop reading (TCP's window then holds the client
+                # back) rather than close now, which would reset the connection over
+                # unread data and destroy the answer before the client reads it. The
+                # linger timer closes it.
+                self._settle()
             return
         self._unfed = self._unfed + data if self._unfed else data
         self._pump()
@@ -586,7 +591,8 @@ class HttpProtocol(asyncio.Protocol):
             self._close()
             return
         full = len(self._queue) >= self.limits.pipeline
-        want = self._lingering or not (self._stopped or self._write_paused or self._unfed or full)
+        draining = self._lingering and self._dropped <= LINGER_BYTES
+        want = draining or not (self._stopped or self._write_paused or self._unfed or full)
         if want is self._reading:
             return
         self._reading = want
