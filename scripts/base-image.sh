@@ -4,7 +4,9 @@
 # interface of python:3.11-slim-bookworm that the Dockerfiles rely on:
 #   python3 3.11 and `python` (python-is-python3), `python -m venv` with pip (python3-venv),
 #   pip, apt (the transcoder installs ffmpeg), groupadd/useradd (passwd), CA certificates,
-#   LANG=C.UTF-8, CMD ["python3"].
+#   LANG=C.UTF-8, CMD ["python3"], and the apt settings of Debian's Docker images (docker-clean:
+#   apt keeps no .deb or cache after an install, so `apt-get install ... && rm -rf
+#   /var/lib/apt/lists/*` leaves nothing behind; no translations; Suggests not kept).
 # dpkg leaves out documentation, man pages and translations (kept in the image's dpkg config,
 # so what a Dockerfile installs with apt is slim too; copyright files stay).
 #
@@ -21,7 +23,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CACHE=${CASCADE_CACHE:-$HOME/.cache/cascade}
 OUT=$CACHE/images
 SUITE=bookworm
-PACKAGES=passwd,ca-certificates,python3,python3-venv,python3-pip,python-is-python3
+# /usr is merged by mmdebstrap's hook; usr-is-merged says so (apt still picks usrmerge, and
+# perl with it, for init-system-helpers: purged below, 46 MB).
+PACKAGES=passwd,ca-certificates,python3,python3-venv,python3-pip,python-is-python3,usr-is-merged
 
 buildah() { command buildah ${CASCADE_BUILDAH_STORAGE_DRIVER:+--storage-driver "$CASCADE_BUILDAH_STORAGE_DRIVER"} "$@"; }
 
@@ -72,6 +76,7 @@ mmdebstrap --mode=root --variant=apt --format=tar --include="$PACKAGES" \
   --dpkgopt='path-exclude=/usr/share/man/*' --dpkgopt='path-exclude=/usr/share/info/*' \
   --dpkgopt='path-exclude=/usr/share/locale/*' --dpkgopt='path-include=/usr/share/locale/locale.alias' \
   --dpkgopt='path-exclude=/usr/share/lintian/*' \
+  --customize-hook='chroot "$1" apt-get -y -qq purge usrmerge perl perl-modules-5.36 libperl5.36 libfile-find-rule-perl libnumber-compare-perl libtext-glob-perl >/dev/null' \
   --customize-hook='rm -f "$1/etc/apt/apt.conf.d/99mmdebstrap" "$1/etc/hostname" "$1/etc/resolv.conf"' \
   --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*.log "$1"/var/log/apt/*' \
   --quiet \
@@ -79,6 +84,18 @@ mmdebstrap --mode=root --variant=apt --format=tar --include="$PACKAGES" \
 
 ctr=$(buildah from scratch)
 buildah add --quiet "$ctr" "$work/rootfs.tar" / >/dev/null
+mkdir -p "$work/apt"
+# The same files (and names) as in debian:bookworm-slim, which python:*-slim-bookworm builds on.
+cat >"$work/apt/docker-clean" <<'APT'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+APT
+echo 'Acquire::Languages "none";' >"$work/apt/docker-no-languages"
+echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$work/apt/docker-autoremove-suggests"
+chmod 644 "$work"/apt/*
+buildah copy --quiet "$ctr" "$work/apt/" /etc/apt/apt.conf.d/ >/dev/null
 buildah config --env LANG=C.UTF-8 --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
   --cmd '["python3"]' --os linux --arch "$(dpkg --print-architecture)" \
   --label "org.opencontainers.image.description=Debian $SUITE + python3 from Debian packages (mmdebstrap), Cascade's local PYTHON_IMAGE" \
@@ -89,5 +106,7 @@ buildah push --quiet "$NAME" "oci-archive:$ARCHIVE.tmp:$NAME" >/dev/null
 mv -f "$ARCHIVE.tmp" "$ARCHIVE"
 # Older bases of this cache (another key) are no longer needed.
 for old in "$OUT"/base-*.oci.tar; do [[ $old == "$ARCHIVE" ]] || rm -f "$old"; done
+{ buildah images --noheading --format '{{.Name}}:{{.Tag}}' | grep '^localhost/cascade/base:' || true; } |
+  while read -r old; do [[ $old == "$NAME" ]] || buildah rmi "$old" >/dev/null 2>&1 || true; done
 echo "base-image: $NAME made in $((SECONDS - start))s" >&2
 echo "$NAME"

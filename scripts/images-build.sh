@@ -150,6 +150,8 @@ for c in "${components[@]}"; do
     buildah push --quiet "$image" "oci-archive:$archive.tmp:$image" >/dev/null
     mv -f "$archive.tmp" "$archive"
     for old in "$OUT/$c"-*.oci.tar; do [[ $old == "$archive" ]] || rm -f "$old"; done
+    { buildah images --noheading --format '{{.Name}}:{{.Tag}}' | grep "^localhost/cascade/$c:" || true; } |
+      while read -r old; do [[ $old == "$image" ]] || buildah rmi "$old" >/dev/null 2>&1 || true; done
     say "$c: built in $((SECONDS - start))s"
   fi
   size=$(image_size "$image" 2>/dev/null || echo "?")
