@@ -83,7 +83,9 @@ def read_signing_keys_dir(path: Path) -> dict[str, bytes]:
     }
 
 
-class _Base(BaseSettings):
+class RedisSettings(BaseSettings):
+    """``REDIS_URL``, read by every program (edge, transcoder, operator, local mode)."""
+
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     redis_url: str = Field(
@@ -104,7 +106,36 @@ class _Base(BaseSettings):
         return value
 
 
-class EdgeSettings(_Base):
+class StreamLimitSettings(BaseSettings):
+    """``MAX_CONCURRENT_STREAMS``: the design's ingest count, for the edge and the operator."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    max_concurrent_streams: int = Field(
+        default=25,
+        ge=1,
+        validation_alias=AliasChoices("MAX_CONCURRENT_STREAMS", "max_concurrent_streams"),
+        description="The design's ingest count (default 25): an edge follows at most this "
+        "many streams (more are refused with 503); the operator runs at most this many "
+        "transcoders cluster-wide (more wait in Pending with reason MaxConcurrentStreams).",
+    )
+
+
+class ViewerTimeoutSettings(BaseSettings):
+    """``VIEWER_TIMEOUT_SECONDS``: when a viewer stops counting, for the edge and the operator."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    viewer_timeout_seconds: int = Field(
+        default=30,
+        ge=1,
+        validation_alias=AliasChoices("VIEWER_TIMEOUT_SECONDS", "viewer_timeout_seconds"),
+        description="A viewer session expires, and stops counting, this long after its "
+        "last request.",
+    )
+
+
+class EdgeSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings):
     # Signing keys are validated here; never echo a refused value (it may be a secret).
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
@@ -116,22 +147,10 @@ class EdgeSettings(_Base):
         validation_alias=AliasChoices("PORT", "port"),
         description="HTTP port of the edge.",
     )
-    max_concurrent_streams: int = Field(
-        default=25,
-        ge=1,
-        validation_alias=AliasChoices("MAX_CONCURRENT_STREAMS", "max_concurrent_streams"),
-        description="Streams the edge follows at once (the design's ingest count); more are refused with 503.",
-    )
     viewer_tracking_enabled: bool = Field(
         default=True,
         validation_alias=AliasChoices("VIEWER_TRACKING_ENABLED", "viewer_tracking_enabled"),
         description="Count viewers with anonymous sessions (no IP or user agent stored).",
-    )
-    viewer_timeout_seconds: int = Field(
-        default=30,
-        ge=1,
-        validation_alias=AliasChoices("VIEWER_TIMEOUT_SECONDS", "viewer_timeout_seconds"),
-        description="A viewer session expires this long after its last request.",
     )
     cors_allow_origins: Annotated[tuple[str, ...], NoDecode] = Field(
         default=("*",),
@@ -315,7 +334,7 @@ class EdgeSettings(_Base):
         return dict(self._signing_key_ring)
 
 
-class TranscoderSettings(_Base):
+class TranscoderSettings(RedisSettings):
     stream_timeout: float = Field(
         default=10.0,
         gt=0,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from cascade.contract.settings import RedisSettings, StreamLimitSettings, ViewerTimeoutSettings
 from cascade.contract.spec import Toleration
 
 # The NVIDIA device plugin's taint on GPU nodes in most clusters (GKE, EKS, the GPU
@@ -21,19 +22,16 @@ DEFAULT_GPU_TOLERATIONS = (
 )
 
 
-class OperatorSettings(BaseSettings):
+class OperatorSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings):
+    """``REDIS_URL``, ``MAX_CONCURRENT_STREAMS`` and ``VIEWER_TIMEOUT_SECONDS`` are declared
+    once, in :mod:`cascade.contract.settings`, for every program that reads them."""
+
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     transcoder_image: str = Field(
         default="ghcr.io/cascade/transcoder:0.1.0",
         validation_alias=AliasChoices("CASCADE_TRANSCODER_IMAGE", "transcoder_image"),
         description="Image of the transcoder pods. Changing it rolls every transcoder pod.",
-    )
-    max_concurrent_streams: Annotated[int, Field(ge=1)] = Field(
-        default=25,
-        validation_alias=AliasChoices("MAX_CONCURRENT_STREAMS", "max_concurrent_streams"),
-        description="Cluster-wide limit of running transcoders (default 25); streams beyond "
-        "it wait in Pending with reason MaxConcurrentStreams.",
     )
     gpu_resource_name: str = Field(
         default="nvidia.com/gpu",
@@ -62,11 +60,6 @@ class OperatorSettings(BaseSettings):
         default_factory=lambda: list(DEFAULT_GPU_TOLERATIONS),
         validation_alias=AliasChoices("CASCADE_GPU_TOLERATIONS", "gpu_tolerations"),
         description="Tolerations added to NVENC pods (JSON list), before the spec's own.",
-    )
-    redis_url: str = Field(
-        default="redis://127.0.0.1:6379/0",
-        validation_alias=AliasChoices("REDIS_URL", "redis_url"),
-        description="Redis the transcoders publish to and the operator reads health from.",
     )
     namespace: str | None = Field(
         default=None,
@@ -104,11 +97,6 @@ class OperatorSettings(BaseSettings):
         description="How often each stream's status is refreshed from Redis (viewers, input "
         "bitrate, health) when nothing else happens. Pod and spec changes are handled at once. "
         "Lower: fresher status, one more Redis round trip and status patch per stream.",
-    )
-    viewer_timeout_seconds: Annotated[int, Field(ge=1)] = Field(
-        default=30,
-        validation_alias=AliasChoices("VIEWER_TIMEOUT_SECONDS", "viewer_timeout_seconds"),
-        description="A viewer counts while its last request is this recent (the edges' value).",
     )
     restart_backoff_seconds: Annotated[float, Field(gt=0)] = Field(
         default=2.0,
