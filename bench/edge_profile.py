@@ -253,7 +253,7 @@ def wrk_alone(port: int, path: str, edge_pid: int, seconds: float, pyspy: str | 
         spy.wait(timeout=60)
     n = sum(m1[k] - m0.get(k, 0) for k in m1 if k not in ("blocked_now", "non_200"))
     n -= 1  # this /metrics read is not counted yet; the first is: near enough
-    res = {
+    res: dict[str, Any] = {
         "path": path,
         "requests": n,
         "requests_per_second": round(n / (t1 - t0)),
