@@ -8,6 +8,7 @@ then closes; SIGINT does the same.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -23,6 +24,11 @@ DRAIN_SECONDS = 5.0
 async def serve(settings: EdgeSettings) -> None:
     server = create_server(settings)
     await server.start(settings.host, settings.port)
+    # What start-up built (the app, the routes, the modules) lives for the whole run: keep
+    # it out of the cyclic GC's passes. Profiled at 1,000 viewers (bench/edge_profile.py),
+    # collections triggered on the request path were 13 % of the edge's CPU.
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
