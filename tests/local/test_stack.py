@@ -105,6 +105,13 @@ def cmdline(pid: int) -> list[str]:
         return []
 
 
+def program(pid: int) -> str:
+    """The first word of a process's command line; "" once it is gone (a process listed a
+    moment ago, such as a redis-server just killed, may have exited by the time we read)."""
+    args = cmdline(pid)
+    return args[0] if args else ""
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     folder = tmp_path_factory.mktemp("streams")
@@ -228,8 +235,7 @@ def test_ffmpeg_killed_mid_stream_recovers_and_the_player_keeps_playing(stack: S
         p
         for t in transcoders
         for p in descendants(t)
-        if cmdline(p)[0].endswith("ffmpeg")
-        and any("testsrc2=size=1280x720" in a for a in cmdline(p))
+        if program(p).endswith("ffmpeg") and any("testsrc2=size=1280x720" in a for a in cmdline(p))
     ]
     assert len(ffmpegs) == 1, ffmpegs
     killed_at = time.monotonic()
@@ -279,7 +285,7 @@ def preload_hint(stack: Stack, name: str) -> tuple[int, int] | None:
 
 def redis_servers(stack: Stack) -> list[int]:
     # redis-server sets its title to "/usr/bin/redis-server 127.0.0.1:PORT" (one argument).
-    return [p for p in descendants(stack.proc.pid) if "redis-server" in cmdline(p)[0]]
+    return [p for p in descendants(stack.proc.pid) if "redis-server" in program(p)]
 
 
 def test_redis_killed_is_restarted_on_its_port_and_the_demo_plays_on(stack: Stack) -> None:
