@@ -341,7 +341,7 @@ async def test_a_held_request_past_its_deadline_gets_503_from_the_sweep(bench: B
     body = b"part 11.2 did not arrive in time\n"
     assert transport.take() == (
         b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
-        b"cache-control: no-cache\r\ncontent-length: %d\r\naccess-control-allow-origin: *\r\n"
+        b"cache-control: no-store\r\ncontent-length: %d\r\naccess-control-allow-origin: *\r\n"
         b"\r\n%s" % (len(body), body)
     )
     assert bench.feed.subscribers == 0

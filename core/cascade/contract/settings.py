@@ -12,7 +12,7 @@ import base64
 import binascii
 import re
 from pathlib import Path
-from typing import Annotated, Self
+from typing import Annotated, Literal, Self
 
 from pydantic import AliasChoices, Field, PrivateAttr, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -190,6 +190,14 @@ class EdgeSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings):
         validation_alias=AliasChoices("CASCADE_SESSION_FLUSH_SECONDS", "session_flush_seconds"),
         description="Viewer heartbeats are batched and written to Redis this often; longer is "
         "fewer Redis commands, and a new viewer shows in the counts this much later.",
+    )
+    viewer_sessions: Literal["hls_ctx", "cmcd"] = Field(
+        default="hls_ctx",
+        validation_alias=AliasChoices("CASCADE_VIEWER_SESSIONS", "viewer_sessions"),
+        description="Where a viewer's session id comes from. hls_ctx: put on the media "
+        "playlist URIs (no cache in front). cmcd: the player's CMCD sid (CTA-5004), so "
+        "public streams' playlist URLs are the same for every viewer and a cache in front "
+        "(the shield, a CDN) shares them; players without CMCD still get hls_ctx.",
     )
     viewer_counts_cache_seconds: float = Field(
         default=1.0,

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from cascade.contract.settings import EdgeSettings
 from cascade.contract.spec import is_valid_name
+from cascade.edge import caching, cmcd
 from cascade.edge.access import Denied, SigningKey, check_session_grant, verify
 from cascade.edge.archive import archived_segment
 from cascade.edge.cache import ByteCache
@@ -54,11 +55,9 @@ from cascade.hls.playlist import Variant, render_media_playlist, render_multivar
 
 PLAYLIST_TYPE = b"application/vnd.apple.mpegurl"
 MEDIA_TYPE = b"video/mp4"
-# Playlists change every part: never cached ("no-cache" revalidates every time).
-PLAYLIST_CACHE = b"no-cache"
-PRIVATE_PLAYLIST_CACHE = b"private, no-cache"
-# Parts and segments never change once published: a CDN may keep them for the window.
-MEDIA_CACHE = b"public, max-age=30"
+# Cache-Control of each kind of answer: the policy and its reasons are in caching.
+PRIVATE_PLAYLIST_CACHE = caching.PRIVATE
+MEDIA_CACHE = caching.MEDIA
 
 _DIGITS = frozenset("0123456789")
 # A request that needs Redis while it does not answer: 503, come back in a second (the
@@ -216,6 +215,12 @@ def decide(path: str, query: bytes, services: Services, now: float) -> Reply | H
         viewer = parse_viewer_id(params.get(HLS_CTX))
         if view.meta.access == "signed":
             return Lookup(lambda: _signed_media_playlist(view, feed, params, viewer, services, now))
+        if (
+            viewer is None
+            and cmcd.QUERY_PARAM in params
+            and services.settings.viewer_sessions == "cmcd"
+        ):
+            viewer = cmcd.viewer_from_request(params[cmcd.QUERY_PARAM], None)
         if viewer is not None and services.settings.viewer_tracking_enabled:
             services.sessions.touch(viewer, view.name, services.clock())
         return _media_playlist(view, feed, params, services, now)
@@ -299,9 +304,14 @@ async def _multivariant(view: StreamView, params: Mapping[str, str], services: S
         if isinstance(checked, Denied):
             raise HttpError(403, checked.message)
         grant = checked
-    viewer = session_for_request(
-        params.get(HLS_CTX), tracking=services.settings.viewer_tracking_enabled, signed=signed
-    )
+    tracking = services.settings.viewer_tracking_enabled
+    # Behind a cache (viewer_sessions=cmcd), a public stream's session is the player's CMCD
+    # sid and the URIs carry none: every viewer gets the same URLs, which a cache shares.
+    # A signed stream keeps hls_ctx: it carries the grant (caching module docstring).
+    shared = None
+    if services.settings.viewer_sessions == "cmcd" and not signed:
+        shared = cmcd.viewer_from_request(params.get(cmcd.QUERY_PARAM), None)
+    viewer = shared or session_for_request(params.get(HLS_CTX), tracking=tracking, signed=signed)
     if viewer is not None:
         try:
             # Admission decides from this edge's own knowledge when Redis fails; the grant
@@ -318,7 +328,7 @@ async def _multivariant(view: StreamView, params: Mapping[str, str], services: S
             services.sessions.touch(viewer, view.name, now)
     variants = [
         Variant(
-            uri=media_playlist_uri(view.name, r.name, viewer),
+            uri=media_playlist_uri(view.name, r.name, None if shared else viewer),
             bandwidth=r.bandwidth,
             codecs=r.codecs,
             width=r.width,
@@ -329,8 +339,8 @@ async def _multivariant(view: StreamView, params: Mapping[str, str], services: S
         for r in sorted(view.meta.renditions, key=lambda r: r.bandwidth)
     ]
     text = render_multivariant_playlist(variants)
-    # With a session the playlist is this viewer's own: no shared cache may keep it.
-    cache = PRIVATE_PLAYLIST_CACHE if viewer is not None else PLAYLIST_CACHE
+    # With a session in it the playlist is this viewer's own: no shared cache may keep it.
+    cache = caching.SHARED_MULTIVARIANT if shared or viewer is None else caching.PRIVATE
     return Reply(200, PLAYLIST_TYPE, cache, text.encode(), "multivariant")
 
 
@@ -385,8 +395,14 @@ def _media_playlist(
     if skip is not None and skip not in ("YES", "v2"):
         raise HttpError(400, "_HLS_skip must be YES or v2")
     delta = skip is not None
+    if view.meta.access == "signed":
+        cache = caching.PRIVATE  # answered after the grant check: never shared
+    elif msn is None:
+        cache = caching.PLAIN_PLAYLIST
+    else:
+        cache = caching.blocking_playlist(view.meta.segment_target)
     if msn is None and feed.window.position is not None:
-        return _render(view, feed, delta, renders)
+        return _render(view, feed, delta, renders, cache)
     starting = msn is None
     # No part at all yet (the stream is starting): a playlist without segments and
     # without a preload hint sends hls.js into a reload loop, so wait for the first part
@@ -396,10 +412,12 @@ def _media_playlist(
 
     def check() -> Reply | None:
         if starting:
-            return _render(view, feed, delta, renders) if feed.window.position is not None else None
+            if feed.window.position is None:
+                return None
+            return _render(view, feed, delta, renders, cache)
         decision = feed.window.playlist_wait(want_msn, want_part, view.meta.part_target)
         if decision is Wait.READY:
-            return _render(view, feed, delta, renders)
+            return _render(view, feed, delta, renders, cache)
         if decision is Wait.TOO_FAR:
             raise HttpError(
                 400,
@@ -419,11 +437,13 @@ def _media_playlist(
     return Hold(feed, check, now + _timeout(view, services.settings), expired)
 
 
-def _render(view: StreamView, feed: RenditionFeed, delta: bool, renders: RenderCache) -> Reply:
+def _render(
+    view: StreamView, feed: RenditionFeed, delta: bool, renders: RenderCache, cache: bytes
+) -> Reply:
     versions = tuple(f.window.version for f in view.feeds.values())
     cached = renders.get(feed, delta, versions)
     if cached is not None:
-        return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, cached, "media_playlist")
+        return Reply(200, PLAYLIST_TYPE, cache, cached, "media_playlist")
     reports = []
     for info in view.meta.renditions:
         other = view.feeds.get(info.name)
@@ -438,7 +458,7 @@ def _render(view: StreamView, feed: RenditionFeed, delta: bool, renders: RenderC
     )
     body = render_media_playlist(build_media_playlist(feed.window, ctx), skip=delta).encode()
     renders.put(feed, delta, versions, body)
-    return Reply(200, PLAYLIST_TYPE, PLAYLIST_CACHE, body, "media_playlist")
+    return Reply(200, PLAYLIST_TYPE, cache, body, "media_playlist")
 
 
 def _media_file(

@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from cascade.edge import caching
+
 Headers = tuple[tuple[bytes, bytes], ...]
 # Header fields flat, lowercase names: name, value, name, value, ... One list per answer,
 # ready for an HTTP/1.1 head (one format) or ASGI pairs (:func:`field_pairs`).
@@ -40,13 +42,15 @@ class HttpError(Exception):
         status: int,
         message: str,
         headers: Headers = (),
-        cache_control: bytes = b"no-cache",
+        cache_control: bytes | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers
-        self.cache_control = cache_control
+        # By default what caching says of the status: a cache in front may keep a 404 for
+        # a second and must store no other refusal.
+        self.cache_control = cache_control if cache_control is not None else caching.error(status)
 
 
 @dataclass(frozen=True, slots=True)
