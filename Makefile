@@ -16,7 +16,7 @@ PYTHON ?= python3
 # and benchmark; chromium + fonts: the browser tests and the clock burnt into the demo;
 # nginx + wrk: the reference server and client of the benchmarks; openssl, curl: the test
 # control plane's certificates and readiness probes.
-APT_PACKAGES := ffmpeg redis-server redis-sentinel chromium fonts-dejavu-core nginx-light wrk procps openssl curl
+APT_PACKAGES := ffmpeg redis-server redis-sentinel chromium fonts-dejavu-core nginx-light varnish wrk procps openssl curl
 MEMBERS := core transcoder edge operator cli
 # uv itself comes from PyPI into the virtualenv (the same pin is in the dev group, so
 # `uv sync` keeps it); it never downloads a Python (tool.uv.python-downloads).
