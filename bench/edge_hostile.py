@@ -240,7 +240,6 @@ def main() -> int:
             time.sleep(1.5)
             base = f"http://127.0.0.1:{port}{BASE}/"
             alone = run_step(exe, base, args.viewers, args.seconds, edge.pid, publisher)
-            alone.pop("client_cpu_seconds_total")
             log(f"hostile: alone {json.dumps(alone)}")
             attackers = procs.spawn(
                 "hostile",
@@ -250,7 +249,6 @@ def main() -> int:
                 stdout=subprocess.PIPE,
             )  # fmt: skip
             with_hostile = run_step(exe, base, args.viewers, args.seconds, edge.pid, publisher)
-            with_hostile.pop("client_cpu_seconds_total")
             log(f"hostile: with hostile clients {json.dumps(with_hostile)}")
             out, _ = attackers.communicate(timeout=args.seconds + WARM_UP + 60)
             result["alone"] = alone

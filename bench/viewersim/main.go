@@ -2,6 +2,11 @@
 //
 // Each viewer loads the media playlist, then loops: a blocking playlist reload for the
 // next part (_HLS_msn/_HLS_part from the preload hint), then a request for that part.
+// With -skip the reloads ask for delta updates (_HLS_skip=YES) once the playlist offers
+// them (EXT-X-SERVER-CONTROL CAN-SKIP-UNTIL), as hls.js does; with -sessions a viewer
+// starts from the multivariant playlist and keeps its hls_ctx in every media playlist
+// URL. Query parameters come in hls.js's order: the URL's own (hls_ctx) first, then the
+// delivery directives it appends (_HLS_msn, _HLS_part, _HLS_skip).
 // It prints one line per received part, "msn part unix_nanoseconds", for the driver to
 // join with the times the parts became available, and a JSON summary on stderr.
 //
@@ -13,6 +18,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -36,7 +42,7 @@ type sample struct {
 }
 
 type counters struct {
-	requests, errors, playlistErrors, partErrors, resyncs atomic.Int64
+	requests, errors, playlistErrors, partErrors, resyncs, deltas atomic.Int64
 }
 
 type conn struct {
@@ -120,6 +126,7 @@ func main() {
 	ramp := flag.Duration("ramp", 2*time.Second, "spread viewer starts over this long")
 	warmup := flag.Duration("warmup", 2*time.Second, "do not record samples during this long")
 	sessions := flag.Bool("sessions", false, "start from the multivariant playlist and send its hls_ctx, as players do")
+	skip := flag.Bool("skip", false, "ask for delta updates (_HLS_skip=YES) when the playlist offers them, as hls.js does")
 	flag.Parse()
 	u, err := url.Parse(*base)
 	if *base == "" || err != nil || u.Scheme != "http" {
@@ -144,7 +151,7 @@ func main() {
 			if *sessions {
 				ctx = session(k, u.Path, &c)
 			}
-			local := viewer(k, u.Path, ctx, end, recordFrom, &c)
+			local := viewer(k, u.Path, ctx, *skip, end, recordFrom, &c)
 			if k.c != nil {
 				k.c.Close()
 			}
@@ -162,7 +169,7 @@ func main() {
 	summary := map[string]any{
 		"viewers": *viewers, "requests": c.requests.Load(), "errors": c.errors.Load(),
 		"playlist_errors": c.playlistErrors.Load(), "part_errors": c.partErrors.Load(),
-		"resyncs": c.resyncs.Load(), "samples": len(samples),
+		"resyncs": c.resyncs.Load(), "delta_playlists": c.deltas.Load(), "samples": len(samples),
 		"seconds": time.Since(start).Seconds(),
 	}
 	json.NewEncoder(os.Stderr).Encode(summary)
@@ -195,36 +202,47 @@ func session(k *conn, base string, c *counters) string {
 	return ""
 }
 
-func viewer(k *conn, base, ctx string, end, recordFrom time.Time, c *counters) []sample {
+var skipRE = regexp.MustCompile(`#EXT-X-SERVER-CONTROL:[^\n]*CAN-SKIP-UNTIL=`)
+
+func viewer(k *conn, base, ctx string, skip bool, end, recordFrom time.Time, c *counters) []sample {
+	playlist := base + "index.m3u8"
 	sep := "?"
-	suffix := ""
 	if ctx != "" {
-		suffix = "&hls_ctx=" + ctx
-		sep = "?hls_ctx=" + ctx
+		playlist += "?hls_ctx=" + ctx
+		sep = "&"
 	}
 	var out []sample
 	msn, part, ok := -1, -1, false
+	canSkip := false
 	for time.Now().Before(end) {
 		if !ok {
-			status, body, err := k.get(base+"index.m3u8"+strings.TrimSuffix(sep, "?"), c)
+			status, body, err := k.get(playlist, c)
 			if err != nil || status != 200 {
 				c.errors.Add(1)
 				c.playlistErrors.Add(1)
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
+			canSkip = skip && skipRE.Match(body)
 			if msn, part, ok = hint(body); !ok {
 				time.Sleep(100 * time.Millisecond)
 				continue
 			}
 		}
 		// The blocking reload: held by the edge until part (msn, part) exists.
-		status, body, err := k.get(fmt.Sprintf("%sindex.m3u8?_HLS_msn=%d&_HLS_part=%d%s", base, msn, part, suffix), c)
+		reload := fmt.Sprintf("%s%s_HLS_msn=%d&_HLS_part=%d", playlist, sep, msn, part)
+		if canSkip {
+			reload += "&_HLS_skip=YES"
+		}
+		status, body, err := k.get(reload, c)
 		if err != nil || status != 200 {
 			c.errors.Add(1)
 			c.playlistErrors.Add(1)
 			ok = false
 			continue
+		}
+		if canSkip && bytes.Contains(body, []byte("#EXT-X-SKIP:")) {
+			c.deltas.Add(1)
 		}
 		status, _, err = k.get(fmt.Sprintf("%s%d.%d.m4s", base, msn, part), c)
 		now := time.Now()
