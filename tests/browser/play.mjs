@@ -9,7 +9,9 @@
 // window.cascadeStats once a second for --seconds and prints ONE JSON line on stdout:
 //   {"streams": {name: {latency_median, latency_p90, latency_samples, played_seconds,
 //                       fatal_errors, non_fatal_errors, starting_retries, stalls, ...}},
-//    "console_errors": [...], "page_errors": [...]}
+//    "console_errors": [...], "page_errors": [...],
+//    "live": {requests, cmcd, hls_ctx, shield: {hit, miss}}}   (requests under /live/;
+//    hls_ctx: those of a rendition carrying one)
 // Exit 0 when it ran (the caller judges the figures); non-zero, with a message on stderr, when the
 // browser could not start, the page did not load, or the hard timeout hit.
 import { parseArgs } from 'node:util';
@@ -148,6 +150,19 @@ async function run(opts, state) {
     pushCapped(consoleErrors, where ? `${msg.text()} [${where}]` : msg.text());
   });
   page.on('pageerror', (err) => pushCapped(pageErrors, String(err && err.message ? err.message : err)));
+  // What the player asked for under /live/: with CMCD, with hls_ctx, and how a shield in
+  // front answered (its X-Cascade-Shield header: hit or miss; absent without a shield).
+  const live = { requests: 0, cmcd: 0, hls_ctx: 0, shield: {} };
+  page.on('response', (r) => {
+    const url = r.url();
+    if (!url.includes('/live/')) return;
+    live.requests += 1;
+    if (url.includes('CMCD=')) live.cmcd += 1;
+    // hls_ctx on a rendition's playlist or media (the page puts one on the multivariant).
+    if (url.includes('hls_ctx=') && !/\/live\/[^/?]+\.m3u8/.test(url)) live.hls_ctx += 1;
+    const how = r.headers()['x-cascade-shield'];
+    if (how) live.shield[how] = (live.shield[how] || 0) + 1;
+  });
 
   let response;
   try {
@@ -244,6 +259,7 @@ async function run(opts, state) {
     streams,
     console_errors: consoleErrors,
     page_errors: pageErrors,
+    live,
   };
   process.stdout.write(JSON.stringify(result) + '\n');
   process.exitCode = 0;

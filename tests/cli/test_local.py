@@ -98,3 +98,12 @@ async def test_the_redis_it_started_is_started_again_on_its_port_after_it_dies(
             stack.redis_proc.terminate()
             await stack.redis_proc.wait()
         stack._tmp.cleanup()
+
+
+def test_behind_the_shield_the_edge_takes_the_next_port_unless_told() -> None:
+    from cascade.cli.local import edge_port
+    from cascade.contract.settings import LocalSettings
+
+    assert edge_port(LocalSettings(port=8080)) == 8080, "no shield: the edge is on PORT"
+    assert edge_port(LocalSettings(port=8080, shield=True)) == 8081
+    assert edge_port(LocalSettings(port=8080, shield=True, edge_port=9000)) == 9000

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from cascade.edge import caching
+from cascade.contract.settings import EdgeSettings
+from cascade.edge import caching, shieldsessions
 from cascade.edge.live import parse_query
 from cascade.edge.shield import ShieldConfig, render_vcl, varnishd_command
 
@@ -209,3 +210,34 @@ async def test_a_cmcd_header_sid_reaches_the_edge_on_a_miss(shield: Shield) -> N
             break
         await asyncio.sleep(0.05)
     assert status["streams"]["cam1"]["viewers"] == 1
+
+
+async def test_viewers_answered_from_cache_are_counted_by_the_shield(
+    shield: Shield, redis_url: str
+) -> None:
+    # The edge sees one of the n held reloads; the other n - 1 are hits, counted from
+    # varnishncsa by cascade-shield-sessions, into the same Redis sets.
+    settings = EdgeSettings(redis_url=redis_url, session_flush_seconds=0.05)
+    counter = asyncio.ensure_future(shieldsessions.run(str(shield.workdir), settings))
+    try:
+        await asyncio.sleep(0.5)  # varnishncsa attached to the log
+        n = 12
+        waiting = [
+            asyncio.ensure_future(shield.get(f"{HELD_RELOAD}&{cmcd(f'counted-{i:06d}')}"))
+            for i in range(n)
+        ]
+        await asyncio.sleep(0.3)
+        await shield.edge.publish_part(11, 2)
+        answers = await asyncio.gather(*waiting)
+        assert sum(1 for _, h, _ in answers if h["x-cascade-shield"] == "hit") == n - 1
+        seen = 0
+        for _ in range(100):
+            seen = json.loads((await shield.get("/status"))[2])["streams"]["cam1"]["viewers"]
+            if seen == n:
+                break
+            await asyncio.sleep(0.05)
+        assert seen == n
+    finally:
+        counter.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await counter

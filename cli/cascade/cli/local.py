@@ -45,6 +45,7 @@ from cascade.contract.lifecycle import Verdict
 from cascade.contract.manifest import ManifestError, parse_manifest
 from cascade.contract.settings import LocalSettings
 from cascade.contract.spec import LiveStream
+from cascade.edge.shield import ShieldConfig, render_vcl, varnishd_command
 from cascade.transcoder.redisclient import redis_client
 
 log = logging.getLogger("cascade.local")
@@ -98,6 +99,13 @@ async def _stop(proc: asyncio.subprocess.Process, grace: float = STOP_GRACE_SECO
         await proc.wait()
 
 
+def edge_port(settings: LocalSettings) -> int:
+    """The edge's own port: PORT, or behind the shield CASCADE_EDGE_PORT (default PORT + 1)."""
+    if not settings.shield:
+        return settings.port
+    return settings.edge_port or settings.port + 1
+
+
 class LocalStack:
     def __init__(self, settings: LocalSettings, *, redis_url: str | None) -> None:
         self.settings = settings
@@ -105,6 +113,8 @@ class LocalStack:
         self.redis_url = redis_url or f"redis://127.0.0.1:{settings.redis_port}/0"
         self.redis_proc: asyncio.subprocess.Process | None = None
         self.edge: asyncio.subprocess.Process | None = None
+        self.shield: asyncio.subprocess.Process | None = None
+        self.shield_sessions: asyncio.subprocess.Process | None = None
         self.streams: dict[str, Child] = {}
         self.errors: dict[str, str] = {}  # file -> last reported error
         self.file_names: dict[Path, str] = {}  # file -> stream name of its last good parse
@@ -122,6 +132,9 @@ class LocalStack:
             redis = redis_client(self.redis_url)
             try:
                 base = f"http://{self.settings.host}:{self.settings.port}"
+                if self.settings.shield:
+                    edge = f"http://{self.settings.host}:{edge_port(self.settings)}"
+                    print(f"cascade: shield on {base}, edge behind it on {edge}", flush=True)
                 print(f"cascade: edge on {base}  (status {base}/status)", flush=True)
                 print(f"cascade: streams from {self.settings.streams_dir.resolve()}", flush=True)
                 while not stop.is_set():
@@ -137,8 +150,9 @@ class LocalStack:
         finally:
             for name in list(self.streams):
                 await _stop(self.streams.pop(name).proc)
-            if self.edge is not None:
-                await _stop(self.edge)
+            for proc in (self.shield_sessions, self.shield, self.edge):
+                if proc is not None:
+                    await _stop(proc)
             if self.redis_proc is not None:
                 await _stop(self.redis_proc)
             self._tmp.cleanup()
@@ -223,24 +237,50 @@ class LocalStack:
             print(f"cascade: redis-server restart failed: {problem}", file=sys.stderr, flush=True)
 
     async def _start_edge(self) -> None:
+        port = edge_port(self.settings)
         env = {
-            "PORT": str(self.settings.port),
+            "PORT": str(port),
             "HOST": self.settings.host,
             "REDIS_URL": self.redis_url,
         }
+        if self.settings.shield:
+            # Behind a cache, sessions from CMCD: playlist URLs the same for every viewer.
+            env["CASCADE_VIEWER_SESSIONS"] = "cmcd"
         self.edge = await _spawn("edge", [sys.executable, "-m", "cascade.edge.main"], env)
-        url = f"http://{self.settings.host}:{self.settings.port}/health"
+        await self._wait_healthy(self.edge, "edge", port)
+        if self.settings.shield:
+            await self._start_shield(port)
+
+    async def _start_shield(self, backend_port: int) -> None:
+        """varnishd on PORT in front of the edge, and the counter of its cache hits."""
+        workdir = Path(self._tmp.name) / "shield"
+        workdir.mkdir()
+        vcl = workdir / "shield.vcl"
+        vcl.write_text(render_vcl(ShieldConfig(self.settings.host, backend_port)))
+        listen = f"{self.settings.host}:{self.settings.port}"
+        cmd = varnishd_command(vcl=str(vcl), workdir=str(workdir / "varnish"), listen=listen)
+        self.shield = await _spawn("shield", cmd, {})
+        await self._wait_healthy(self.shield, "shield (varnishd)", self.settings.port)
+        self.shield_sessions = await _spawn(
+            "shield-sessions",
+            [sys.executable, "-m", "cascade.edge.shieldsessions",
+             "--varnish-name", str(workdir / "varnish")],
+            {"REDIS_URL": self.redis_url},
+        )  # fmt: skip
+
+    async def _wait_healthy(self, proc: asyncio.subprocess.Process, what: str, port: int) -> None:
+        url = f"http://{self.settings.host}:{port}/health"
         for _ in range(200):
-            if self.edge.returncode is not None:
+            if proc.returncode is not None:
                 raise SystemExit(
-                    f"cascade: the edge exited ({self.edge.returncode}); "
-                    f"is port {self.settings.port} taken? (PORT sets another)"
+                    f"cascade: the {what} exited ({proc.returncode}); "
+                    f"is port {port} taken? (PORT, CASCADE_EDGE_PORT set others)"
                 )
             with contextlib.suppress(OSError):
                 await asyncio.to_thread(urllib.request.urlopen, url, timeout=1)
                 return
             await asyncio.sleep(0.1)
-        raise SystemExit("cascade: the edge did not become healthy")
+        raise SystemExit(f"cascade: the {what} did not become healthy")
 
     # ---- streams ---------------------------------------------------------------------
 

@@ -419,6 +419,19 @@ class TranscoderSettings(RedisSettings):
 
 
 class LocalSettings(EdgeSettings):
+    shield: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("CASCADE_SHIELD", "shield"),
+        description="Put the origin shield (Varnish) on PORT and the edge behind it on "
+        "CASCADE_EDGE_PORT; viewer sessions then come from CMCD.",
+    )
+    edge_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("CASCADE_EDGE_PORT", "edge_port"),
+        description="The edge's port behind the shield (CASCADE_SHIELD=1); default PORT + 1.",
+    )
     streams_dir: Path = Field(
         default=Path("examples/local"),
         validation_alias=AliasChoices("CASCADE_STREAMS_DIR", "streams_dir"),

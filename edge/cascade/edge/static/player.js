@@ -126,7 +126,11 @@
     this.name = name;
     // One anonymous viewer id for every stream of this page (the multi-view limit counts
     // streams per viewer); the signed-URL query of the page, if any, rides along.
-    this.url = '/live/' + encodeURIComponent(name) + '.m3u8?hls_ctx=' + VIEWER_ID + PAGE_TOKEN;
+    // The same id as CMCD sid, written here too: hls.js sends no CMCD with its very first
+    // manifest request, and behind a cache that is the request that decides whether the
+    // playlist URLs carry an hls_ctx (none when the edge sees a CMCD sid).
+    this.url = '/live/' + encodeURIComponent(name) + '.m3u8?hls_ctx=' + VIEWER_ID + PAGE_TOKEN +
+      '&CMCD=' + encodeURIComponent('sid="' + VIEWER_ID + '"');
     this.hls = null;
     this.retryTimer = null;
     this.phase = 'starting'; // starting | waiting | running | error
@@ -258,6 +262,10 @@
     if (this.phase !== 'waiting') this.phase = 'starting';
     var hls = new Hls({
       lowLatencyMode: true,
+      // CMCD (CTA-5004) on every request, in the query (hls.js's default: headers would
+      // be preflighted). Behind a cache the edge and the shield count viewers by this sid
+      // (the page's viewer id, one for all its streams), not by hls_ctx in playlist URLs.
+      cmcd: { sessionId: VIEWER_ID, contentId: this.name },
       // Target latency comes from the playlist's PART-HOLD-BACK in low-latency mode, so neither
       // liveSyncDuration(Count) nor liveMaxLatencyDuration(Count) is set here.
       maxLiveSyncPlaybackRate: 1.5,
