@@ -49,12 +49,21 @@ type conn struct {
 	addr string
 	c    net.Conn
 	r    *bufio.Reader
+	cmcd string // "CMCD=..." added to every request, or ""
 }
 
 // get sends one GET on the viewer's keep-alive connection (reconnecting when needed)
 // and reads the whole response; our server always sends Content-Length.
 func (k *conn) get(path string, c *counters) (int, []byte, error) {
 	c.requests.Add(1)
+	if k.cmcd != "" {
+		// CMCD (CTA-5004) in the query, last, as hls.js sends it: the session id only.
+		if strings.Contains(path, "?") {
+			path += "&" + k.cmcd
+		} else {
+			path += "?" + k.cmcd
+		}
+	}
 	for attempt := 0; attempt < 2; attempt++ {
 		if k.c == nil {
 			nc, err := net.DialTimeout("tcp", k.addr, 5*time.Second)
@@ -126,6 +135,7 @@ func main() {
 	ramp := flag.Duration("ramp", 2*time.Second, "spread viewer starts over this long")
 	warmup := flag.Duration("warmup", 2*time.Second, "do not record samples during this long")
 	sessions := flag.Bool("sessions", false, "start from the multivariant playlist and send its hls_ctx, as players do")
+	cmcdPrefix := flag.String("cmcd-sid-prefix", "", "send CMCD sid=\"PREFIX%08d\" (the viewer's index) on every request; the same prefix in several runs is the same viewers on several streams")
 	skip := flag.Bool("skip", false, "ask for delta updates (_HLS_skip=YES) when the playlist offers them, as hls.js does")
 	flag.Parse()
 	u, err := url.Parse(*base)
@@ -147,6 +157,9 @@ func main() {
 			defer wg.Done()
 			time.Sleep(delay)
 			k := &conn{addr: u.Host}
+			if *cmcdPrefix != "" {
+				k.cmcd = "CMCD=" + url.QueryEscape(fmt.Sprintf("sid=\"%s%08d\"", *cmcdPrefix, i))
+			}
 			ctx := ""
 			if *sessions {
 				ctx = session(k, u.Path, &c)
