@@ -30,7 +30,7 @@ UV_SYNC_FLAGS := $(if $(CI),--locked,)
 # (git-ignored); the edge's wheel refuses to build without it.
 HLSJS := edge/cascade/edge/static/hls.min.js
 
-.PHONY: help setup lock run test test-fast lint bench images clean
+.PHONY: help setup lock run test test-fast lint bench images clean objectstore
 
 help:
 	@echo "make run        start Cascade locally (Redis, edge on :8080, the demo stream)"
@@ -66,7 +66,12 @@ node_modules/.installed: package.json package-lock.json
 $(HLSJS): node_modules/.installed
 	@cp node_modules/hls.js/dist/hls.min.js $@
 
-run: setup
+# The object store (Versity Gateway) of `make run` and the tests, built from the Go module
+# proxy once into ~/.cache/cascade (cold: ~70 s of CPU; warm: nothing).
+objectstore:
+	@scripts/objectstore-build.sh >/dev/null
+
+run: setup objectstore
 	@$(VENV)/bin/cascade up
 
 lint: $(VENV)/.installed
@@ -78,7 +83,7 @@ lint: $(VENV)/.installed
 
 # The control plane is built before pytest (cold: ~8 minutes on 2 cores, then cached in
 # ~/.cache/cascade) so its progress shows instead of running silently inside a fixture.
-test: setup lint cluster-build
+test: setup lint objectstore cluster-build
 	$(VENV)/bin/pytest
 
 test-fast: $(VENV)/.installed

@@ -15,6 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from .objectstore import ObjectStoreServer
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -170,3 +172,18 @@ def ffmpeg_or_fail() -> str:
 
 
 os.environ.setdefault("CASCADE_LOG_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStoreServer]:
+    """A real S3 server (Versity Gateway) for the session; tests use their own key prefix."""
+    server = ObjectStoreServer(tmp_path_factory.mktemp("objectstore"), free_server_port())
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def store_prefix(request: pytest.FixtureRequest) -> str:
+    """A key prefix no other test writes under."""
+    return f"t{abs(hash(request.node.nodeid)) % 10**12}-{time.monotonic_ns()}/"

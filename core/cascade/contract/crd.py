@@ -189,8 +189,15 @@ RULES: Final[dict[type[BaseModel], list[dict[str, str]]]] = {
             field_path=".partDurationMs",
         ),
     ],
-    # LiveStreamSpec._nvenc_needs_gpu and _segments_hold_whole_frames
+    # LiveStreamSpec._recorded_renditions_exist, _nvenc_needs_gpu and
+    # _segments_hold_whole_frames
     LiveStreamSpec: [
+        _rule(
+            "!has(self.recording) || !has(self.recording.renditions)"
+            " || self.recording.renditions.all(n, self.transcode.renditions.exists(r, r.name == n))",
+            message="recording.renditions must name renditions of transcode.renditions[].name",
+            field_path=".recording.renditions",
+        ),
         _rule(
             "!has(self.transcode.hardware) || self.transcode.hardware != 'nvenc'"
             " || self.scheduling.gpus >= 1",

@@ -253,6 +253,15 @@ class Health:
     lost_segments: int = 0
     # Bytes of parts waiting for Redis right now (after an outage, or a slow Redis).
     redis_backlog_bytes: int = 0
+    # The recording, as this transcoder process wrote it to the object store: bytes
+    # written, bytes waiting (a slow or unreachable store), segments dropped past the
+    # backlog, and the program date-times (Unix s) of the oldest and newest written.
+    recording: bool = False
+    recording_bytes: int = 0
+    recording_backlog_bytes: int = 0
+    recording_lost_segments: int = 0
+    recording_oldest: float = 0.0
+    recording_newest: float = 0.0
 
     def encode(self) -> dict[str, str]:
         return {
@@ -267,6 +276,12 @@ class Health:
             "updated_at": f"{self.updated_at:.3f}",
             "lost_segments": str(self.lost_segments),
             "redis_backlog_bytes": str(self.redis_backlog_bytes),
+            "recording": "1" if self.recording else "0",
+            "recording_bytes": str(self.recording_bytes),
+            "recording_backlog_bytes": str(self.recording_backlog_bytes),
+            "recording_lost_segments": str(self.recording_lost_segments),
+            "recording_oldest": f"{self.recording_oldest:.3f}",
+            "recording_newest": f"{self.recording_newest:.3f}",
         }
 
     @classmethod
@@ -284,4 +299,10 @@ class Health:
             updated_at=float(d.get("updated_at", 0)),
             lost_segments=int(d.get("lost_segments", 0)),
             redis_backlog_bytes=int(d.get("redis_backlog_bytes", 0)),
+            recording=d.get("recording", "0") == "1",
+            recording_bytes=int(d.get("recording_bytes", 0)),
+            recording_backlog_bytes=int(d.get("recording_backlog_bytes", 0)),
+            recording_lost_segments=int(d.get("recording_lost_segments", 0)),
+            recording_oldest=float(d.get("recording_oldest", 0)),
+            recording_newest=float(d.get("recording_newest", 0)),
         )

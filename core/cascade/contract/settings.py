@@ -135,7 +135,70 @@ class ViewerTimeoutSettings(BaseSettings):
     )
 
 
-class EdgeSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings):
+class ObjectStoreSettings(BaseSettings):
+    """The S3-compatible store of recordings, for the transcoder (writes), the edge (DVR and
+    VOD reads) and the operator (retention). Credentials come from the environment (in a
+    cluster, a Secret mapped to these variables), never from a LiveStream."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    s3_endpoint: str = Field(
+        default="",
+        validation_alias=AliasChoices("CASCADE_S3_ENDPOINT", "s3_endpoint"),
+        description="http(s)://host:port of the store (path-style requests); empty: no "
+        "store, nothing is recorded and /vod answers 404.",
+    )
+    s3_bucket: str = Field(
+        default="cascade",
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        validation_alias=AliasChoices("CASCADE_S3_BUCKET", "s3_bucket"),
+    )
+    s3_region: str = Field(
+        default="us-east-1",
+        validation_alias=AliasChoices("CASCADE_S3_REGION", "AWS_REGION", "s3_region"),
+        description="The region the requests are signed for (any value for most S3-compatible stores).",
+    )
+    s3_prefix: str = Field(
+        default="recordings/",
+        pattern=r"^([A-Za-z0-9._-]+/)*$",
+        validation_alias=AliasChoices("CASCADE_S3_PREFIX", "s3_prefix"),
+        description="Every key starts with this (empty, or path segments each ending in /).",
+    )
+    s3_access_key_id: str = Field(
+        default="", validation_alias=AliasChoices("AWS_ACCESS_KEY_ID", "s3_access_key_id")
+    )
+    s3_secret_access_key: SecretStr = Field(
+        default=SecretStr(""),
+        validation_alias=AliasChoices("AWS_SECRET_ACCESS_KEY", "s3_secret_access_key"),
+    )
+    recording_backlog_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=0,
+        validation_alias=AliasChoices("CASCADE_RECORDING_BACKLOG_BYTES", "recording_backlog_bytes"),
+        description="Segments waiting for the store are held up to this many bytes per "
+        "transcoder; past it the oldest are dropped. 256 MiB is 77 minutes of store outage "
+        "for a 464 kbit/s rendition, 4.6 minutes of a 7.5 Mbit/s ladder. Costs memory "
+        "only while the store is slow or away.",
+    )
+
+    @property
+    def s3_enabled(self) -> bool:
+        return bool(self.s3_endpoint)
+
+    @model_validator(mode="after")
+    def _store_needs_credentials(self) -> Self:
+        if self.s3_endpoint and not (
+            self.s3_access_key_id and self.s3_secret_access_key.get_secret_value()
+        ):
+            raise ValueError(
+                "CASCADE_S3_ENDPOINT is set but AWS_ACCESS_KEY_ID or AWS_SECRET_ACCESS_KEY is not"
+            )
+        if self.s3_endpoint and not self.s3_endpoint.startswith(("http://", "https://")):
+            raise ValueError("CASCADE_S3_ENDPOINT must start with http:// or https://")
+        return self
+
+
+class EdgeSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings, ObjectStoreSettings):
     # Signing keys are validated here; never echo a refused value (it may be a secret).
     model_config = SettingsConfigDict(hide_input_in_errors=True)
 
@@ -342,7 +405,7 @@ class EdgeSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings):
         return dict(self._signing_key_ring)
 
 
-class TranscoderSettings(RedisSettings):
+class TranscoderSettings(RedisSettings, ObjectStoreSettings):
     stream_timeout: float = Field(
         default=10.0,
         gt=0,

@@ -248,10 +248,40 @@ class Activation(StrEnum):
     ON_DEMAND = "OnDemand"
 
 
+class OnDelete(StrEnum):
+    KEEP = "Keep"
+    DELETE = "Delete"
+
+
+class Recording(Model):
+    """Every complete segment also goes to the object store (S3-compatible), off the live
+    path; edges serve it back as VOD (``/vod/{stream}``). The store itself (endpoint,
+    bucket, credentials) is configured per installation, never in a spec."""
+
+    enabled: bool = Field(
+        default=False,
+        description="Record this stream to the object store (costs storage, no latency)",
+    )
+    renditions: Annotated[list[str], Field(max_length=8)] = Field(
+        default_factory=list,
+        description="Names of the renditions to record; empty: every rendition",
+    )
+    retention_hours: Annotated[int, Field(ge=0, le=87600)] = Field(
+        default=168,
+        description="Recordings older than this are deleted (0: kept until deleted by hand)",
+    )
+    on_delete: OnDelete = Field(
+        default=OnDelete.KEEP,
+        description="Keep: recordings outlive the LiveStream (until retention); Delete: "
+        "deleting the LiveStream deletes them",
+    )
+
+
 class LiveStreamSpec(Model):
     source: Source
     transcode: Transcode = Field(default_factory=Transcode)
     delivery: Delivery = Field(default_factory=Delivery)
+    recording: Recording = Field(default_factory=Recording)
     scheduling: Scheduling = Field(default_factory=Scheduling)
     activation: Activation = Activation.ALWAYS
     idle_timeout_seconds: Annotated[int, Field(ge=0, le=86400)] = 60
@@ -262,6 +292,24 @@ class LiveStreamSpec(Model):
         if self.transcode.hardware is not None:
             return self.transcode.hardware
         return Hardware.NVENC if self.scheduling.gpus > 0 else Hardware.CPU
+
+    @property
+    def recorded_renditions(self) -> list[str]:
+        """The renditions written to the object store (none when recording is off)."""
+        if not self.recording.enabled:
+            return []
+        names = [r.name for r in self.transcode.renditions]
+        return [n for n in names if not self.recording.renditions or n in self.recording.renditions]
+
+    @model_validator(mode="after")
+    def _recorded_renditions_exist(self) -> Self:
+        known = {r.name for r in self.transcode.renditions}
+        for i, name in enumerate(self.recording.renditions):
+            if name not in known:
+                raise ValueError(
+                    f"recording.renditions[{i}] {name!r} is not one of transcode.renditions[].name"
+                )
+        return self
 
     @model_validator(mode="after")
     def _nvenc_needs_gpu(self) -> Self:

@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from cascade.contract import schema
+from cascade.contract.s3 import Credentials
 from cascade.contract.schema import Entry, Health, PartEntry, SchemaError, StreamState
 from cascade.contract.settings import TranscoderSettings
 from cascade.contract.spec import LiveStream, SourceType
@@ -41,7 +42,10 @@ from cascade.transcoder.argv import Inputs, build_argv
 from cascade.transcoder.health import RateMeter, parse_packet_line, speed
 from cascade.transcoder.packager import MediaError, RenditionPackager, Timeline
 from cascade.transcoder.publish import FRESH, Resume, StreamPublisher, resume_point
+from cascade.transcoder.recorder import Recorder
 from cascade.transcoder.resp import RespWriter
+from cascade.transcoder.s3client import S3Client
+from cascade.transcoder.uploader import Uploader
 
 log = logging.getLogger("cascade.transcoder")
 
@@ -50,6 +54,8 @@ READ_CHUNK = 1 << 20
 RESUME_TIMEOUT_SECONDS = 5.0
 # Entries read per step, past the newest one, when a parts stream does not end in a part.
 RESUME_PAGE = 16
+# How long a stopping process waits for the object store to take its last segments.
+UPLOAD_DRAIN_SECONDS = 5.0
 
 
 @dataclass(slots=True)
@@ -186,6 +192,29 @@ class StreamRunner:
             stall_seconds=settings.redis_stall_seconds,
             name=self.name,
         )
+        # Recording: the recorder says what to upload, the uploader's thread writes it.
+        self.recorder: Recorder | None = None
+        self.uploader: Uploader | None = None
+        recorded = self.spec.recorded_renditions
+        if recorded and settings.s3_enabled:
+            self.recorder = Recorder(self.name, recorded, prefix=settings.s3_prefix)
+            client = S3Client(
+                settings.s3_endpoint,
+                settings.s3_bucket,
+                Credentials(
+                    settings.s3_access_key_id, settings.s3_secret_access_key.get_secret_value()
+                ),
+                region=settings.s3_region,
+            )
+            self.uploader = Uploader(
+                client, backlog_bytes=settings.recording_backlog_bytes, name=self.name
+            )
+        elif recorded:
+            log.warning(
+                "stream %s: spec.recording is enabled but no object store is configured "
+                "(CASCADE_S3_ENDPOINT): nothing is recorded",
+                self.name,
+            )
 
     # ---- lifecycle -------------------------------------------------------------------
 
@@ -199,6 +228,8 @@ class StreamRunner:
             log.warning("stream %s: redis not reachable yet: %s", self.name, exc)
         # Parts produced before the connection is up wait in the writer's outbox.
         await self.writer.start()
+        if self.uploader is not None:
+            self.uploader.start()
         health_task = asyncio.create_task(self._health_loop(), name=f"health:{self.name}")
         backoff = self.settings.backoff_initial_seconds
         try:
@@ -231,6 +262,9 @@ class StreamRunner:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._end())
             await self.writer.close()
+            if self.uploader is not None:
+                self._record_flush()
+                await asyncio.shield(asyncio.to_thread(self.uploader.close, UPLOAD_DRAIN_SECONDS))
 
     async def _resume(self) -> None:
         """Go on from where the last process of this stream stopped, as Redis holds it."""
@@ -357,6 +391,7 @@ class StreamRunner:
                 t.cancel()
             await asyncio.gather(*waits, return_exceptions=True)
             await self._kill()
+            self._record_flush()  # the run's last segments are complete now
             if sdp_file is not None:
                 with contextlib.suppress(OSError):
                     os.unlink(sdp_file.name)
@@ -467,6 +502,13 @@ class StreamRunner:
         if any(isinstance(e, PartEntry) for e in entries):
             self._note_part(packager)
         self.writer.publish(out.commands, replies=out.replies, state=out.state)
+        if self.recorder is not None and self.uploader is not None:
+            # Only a deque append: the uploader's thread does the I/O.
+            self.uploader.submit(self.recorder.entries(rendition, entries))
+
+    def _record_flush(self) -> None:
+        if self.recorder is not None and self.uploader is not None:
+            self.uploader.submit(self.recorder.flush())
 
     def _note_part(self, packager: RenditionPackager) -> None:
         self.status.last_part_at = packager.stats.last_part_at
@@ -492,7 +534,21 @@ class StreamRunner:
             updated_at=now,
             lost_segments=self.writer.outbox.lost_segments,
             redis_backlog_bytes=self.writer.outbox.pending_bytes,
+            **self._recording_health(),
         )
+
+    def _recording_health(self) -> dict[str, Any]:
+        if self.uploader is None:
+            return {}
+        u = self.uploader.stats()
+        return {
+            "recording": True,
+            "recording_bytes": u.uploaded_bytes,
+            "recording_backlog_bytes": u.backlog_bytes,
+            "recording_lost_segments": u.lost_segments,
+            "recording_oldest": u.oldest_ms / 1000,
+            "recording_newest": u.newest_ms / 1000,
+        }
 
     async def _write_health(self) -> None:
         # On the parts' connection: no awaiting, and health never overtakes a part.
