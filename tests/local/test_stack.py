@@ -124,10 +124,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         **os.environ,
         "PORT": str(port),
         "CASCADE_REDIS_PORT": str(redis_port),
+        "CASCADE_S3_PORT": str(free_server_port()),
+        "CASCADE_S3_DIR": str(tmp_path_factory.mktemp("store")),
         "CASCADE_STREAMS_DIR": str(folder),
         "STREAM_TIMEOUT": "3",
     }
     env.pop("REDIS_URL", None)
+    env.pop("CASCADE_S3_ENDPOINT", None)
     with log.open("w") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "cascade.cli.main", "up"],

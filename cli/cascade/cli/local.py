@@ -33,6 +33,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from cascade.cli.objectstore import LocalObjectStore
 from cascade.cli.reconcile import (
     Verb,
     fingerprint,
@@ -124,10 +125,14 @@ class LocalStack:
         self._redis_started_at = 0.0  # monotonic time of the last start of our redis-server
         self._redis_failures = 0  # quick deaths in a row (backoff)
         self._tmp = tempfile.TemporaryDirectory(prefix="cascade-")
+        self.store = LocalObjectStore(settings)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
             await self._start_redis()
+            problem = await self.store.start(_spawn)
+            if problem:
+                print(f"cascade: {problem}", file=sys.stderr, flush=True)
             await self._start_edge()
             redis = redis_client(self.redis_url)
             try:
@@ -137,8 +142,11 @@ class LocalStack:
                     print(f"cascade: shield on {base}, edge behind it on {edge}", flush=True)
                 print(f"cascade: edge on {base}  (status {base}/status)", flush=True)
                 print(f"cascade: streams from {self.settings.streams_dir.resolve()}", flush=True)
+                if self.store.env() or self.store.external:
+                    print(f"cascade: recordings in {self.store.endpoint}", flush=True)
                 while not stop.is_set():
                     await self.supervise_redis()
+                    await self.store.supervise(_spawn)
                     await self.reconcile(redis)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), SCAN_SECONDS)
@@ -155,6 +163,8 @@ class LocalStack:
                     await _stop(proc)
             if self.redis_proc is not None:
                 await _stop(self.redis_proc)
+            if self.store.proc is not None:
+                await _stop(self.store.proc)
             self._tmp.cleanup()
 
     # ---- services --------------------------------------------------------------------
@@ -242,6 +252,7 @@ class LocalStack:
             "PORT": str(port),
             "HOST": self.settings.host,
             "REDIS_URL": self.redis_url,
+            **self.store.env(),
         }
         if self.settings.shield:
             # Behind a cache, sessions from CMCD: playlist URLs the same for every viewer.
@@ -410,6 +421,7 @@ class LocalStack:
         env = {
             "REDIS_URL": self.redis_url,
             "CASCADE_LIVESTREAM": stream.model_dump_json(by_alias=True, exclude_none=True),
+            **self.store.env(),
         }
         proc = await _spawn(
             stream.name,

@@ -505,3 +505,16 @@ class LocalSettings(EdgeSettings):
         validation_alias=AliasChoices("CASCADE_REDIS_PORT", "redis_port"),
         description="Port of the Redis server local mode starts (when REDIS_URL is not set).",
     )
+    s3_port: int = Field(
+        default=9200,
+        ge=1,
+        le=65535,
+        validation_alias=AliasChoices("CASCADE_S3_PORT", "s3_port"),
+        description="Port of the object store local mode starts (when CASCADE_S3_ENDPOINT is "
+        "not set): Versity Gateway, built by scripts/objectstore-build.sh.",
+    )
+    s3_dir: Path = Field(
+        default=Path.home() / ".cache/cascade/local-store",
+        validation_alias=AliasChoices("CASCADE_S3_DIR", "s3_dir"),
+        description="Where that store keeps its objects (recordings outlive `cascade up`).",
+    )
