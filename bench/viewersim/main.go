@@ -34,8 +34,6 @@ import (
 	"time"
 )
 
-var hintRE = regexp.MustCompile(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="(\d+)\.(\d+)\.m4s"`)
-
 type sample struct {
 	msn, part int
 	at        int64
@@ -188,14 +186,36 @@ func main() {
 	json.NewEncoder(os.Stderr).Encode(summary)
 }
 
+var hintTag = []byte(`#EXT-X-PRELOAD-HINT:TYPE=PART,URI="`)
+
+// hint reads the preload hint's part (msn, part) from "...URI="{msn}.{part}.m4s"".
+// By hand rather than a regexp: at 1,500 viewers the simulator reads 15,000 playlists a
+// second, in bursts as the edge releases them, and must not be the slower side.
 func hint(body []byte) (int, int, bool) {
-	m := hintRE.FindSubmatch(body)
-	if m == nil {
+	i := bytes.LastIndex(body, hintTag)
+	if i < 0 {
 		return 0, 0, false
 	}
-	msn, _ := strconv.Atoi(string(m[1]))
-	part, _ := strconv.Atoi(string(m[2]))
+	rest := body[i+len(hintTag):]
+	msn, n := digits(rest)
+	if n == 0 || n >= len(rest) || rest[n] != '.' {
+		return 0, 0, false
+	}
+	rest = rest[n+1:]
+	part, m := digits(rest)
+	if m == 0 || !bytes.HasPrefix(rest[m:], []byte(`.m4s"`)) {
+		return 0, 0, false
+	}
 	return msn, part, true
+}
+
+func digits(b []byte) (int, int) {
+	v, n := 0, 0
+	for n < len(b) && n < 18 && b[n] >= '0' && b[n] <= '9' {
+		v = v*10 + int(b[n]-'0')
+		n++
+	}
+	return v, n
 }
 
 var ctxRE = regexp.MustCompile(`hls_ctx=([A-Za-z0-9_-]{16})`)

@@ -10,7 +10,7 @@ import logging
 import pytest
 
 from cascade.edge.hub import RenditionFeed, Subscription
-from cascade.edge.live import RenderCache, changed
+from cascade.edge.live import MEDIA_REPLIES, RenderCache, changed
 from cascade.edge.window import RenditionWindow
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("no_task_leaks")]
@@ -26,10 +26,30 @@ def feed(name: str = "360p") -> RenditionFeed:
 def test_a_rendered_playlist_is_kept_until_a_window_of_its_stream_changes() -> None:
     cache, f = RenderCache(), feed()
     cache.put(f, False, (3, 7), b"#EXTM3U full")
-    assert cache.get(f, False, (3, 7)) == b"#EXTM3U full"
-    assert cache.get(f, False, (3, 8)) is None, "a sibling window changed: its report too"
-    assert cache.get(f, True, (3, 7)) is None, "a delta update is kept apart"
-    assert cache.get(feed(), False, (3, 7)) is None, "another feed with the same versions"
+    reply = cache.get(f, False, (3, 7), b"no-cache")
+    assert reply is not None and reply.body == b"#EXTM3U full"
+    assert reply.route == "media_playlist" and reply.cache_control == b"no-cache"
+    assert cache.get(f, False, (3, 7), b"no-cache") is reply, "one reply for every viewer"
+    other = cache.get(f, False, (3, 7), b"public, max-age=1")
+    assert other is not None and other is not reply, "one reply per Cache-Control"
+    assert other.body is reply.body, "rendered once"
+    assert cache.get(f, False, (3, 8), b"no-cache") is None, "a sibling window changed"
+    assert cache.get(f, True, (3, 7), b"no-cache") is None, "a delta update is kept apart"
+    assert cache.get(feed(), False, (3, 7), b"no-cache") is None, "another feed, same versions"
+
+
+def test_a_part_has_one_reply_shared_by_every_viewer_and_the_memo_is_bounded() -> None:
+    cache = RenderCache()
+    data = b"x" * 100
+    reply = cache.media(data, "part")
+    assert reply.body is data and reply.status == 200 and reply.content_type == b"video/mp4"
+    assert cache.media(data, "part") is reply
+    assert cache.media(data, "segment") is not reply, "a route of its own is its own reply"
+    assert cache.media(b"x" * 100, "part") is not reply, "other bytes, even equal ones"
+    kept = [bytes([i % 256]) * 10 + str(i).encode() for i in range(MEDIA_REPLIES + 10)]
+    for item in kept:
+        cache.media(item, "part")
+    assert len(cache._media) <= MEDIA_REPLIES
 
 
 def test_a_cached_playlist_goes_with_its_feed() -> None:

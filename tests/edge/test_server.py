@@ -259,6 +259,34 @@ async def test_an_asgi_answer_waits_for_the_held_request_before_it(bench: Bench)
     assert written.endswith(b"\r\n\r\nhello /health")
 
 
+async def test_viewers_given_the_same_answer_are_written_one_shared_buffer(bench: Bench) -> None:
+    # A part, and a held reload released by a landing part: one buffer for every viewer
+    # (head and body made once); a HEAD and a last answer (connection: close) have their
+    # own bytes and leave the shared one as it was.
+    written: list[bytes] = []
+    connections = [bench.connect() for _ in range(3)]
+    for protocol, transport in connections:
+        transport.write = written.append  # type: ignore[method-assign,assignment]
+        protocol.data_received(get("/live/cam1/360p/11.0.m4s"))
+    assert written[0] == part_response(11, 0)
+    assert written[1] is written[0] and written[2] is written[0]
+    written.clear()
+    for protocol, _ in connections:
+        protocol.data_received(get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=2"))
+    assert written == []
+    bench.land(11, 2)
+    assert len(written) == 3 and b"#EXTM3U" in written[0]
+    assert written[1] is written[0] and written[2] is written[0]
+    written.clear()
+    protocol, _ = connections[0]
+    protocol.data_received(get("/live/cam1/360p/11.0.m4s", "HEAD"))
+    protocol.data_received(get("/live/cam1/360p/11.0.m4s", extra=b"Connection: close\r\n"))
+    assert written[0] == part_response(11, 0, head=True)
+    assert written[1].endswith(b"connection: close\r\n\r\n11.0;")
+    connections[1][0].data_received(get("/live/cam1/360p/11.0.m4s"))
+    assert written[2] == part_response(11, 0)
+
+
 async def test_a_held_head_reply_has_no_body_whatever_came_after(bench: Bench) -> None:
     protocol, transport = bench.connect()
     protocol.data_received(

@@ -60,6 +60,8 @@ PRIVATE_PLAYLIST_CACHE = caching.PRIVATE
 MEDIA_CACHE = caching.MEDIA
 
 _DIGITS = frozenset("0123456789")
+# Shared replies of parts, segments and init sections kept at most (RenderCache.media).
+MEDIA_REPLIES = 1024
 # A request that needs Redis while it does not answer: 503, come back in a second (the
 # hub retries every poll interval; an outage that outlasts it is told again).
 REDIS_RETRY_AFTER_SECONDS = 1
@@ -114,36 +116,50 @@ class Hold:
     :class:`HttpError` when the request can no longer be satisfied. It is run after each
     change of ``feed`` (both front doors subscribe to it). ``deadline`` is on the event
     loop's clock; once it is past and the hub has applied what Redis held by then
-    (:meth:`Hub.expiry_horizon`), the answer is ``expired`` (503).
+    (:meth:`Hub.expiry_horizon`), the answer is what ``expired()`` makes (a 503): made
+    only then, not for every request held.
     """
 
     feed: RenditionFeed
     check: Callable[[], Reply | None]
     deadline: float
-    expired: HttpError
+    expired: Callable[[], HttpError]
 
 
 class RenderCache:
     """The last media playlist rendered per feed and delta flag, with the versions of every
     window of its stream it was rendered from (rendition reports read the others): when a
-    part lands, all the viewers held on it get the same bytes, rendered once.
+    part lands, all the viewers held on it get the same bytes, rendered once, and the same
+    :class:`Reply` (whose ``wire`` memo then holds the HTTP/1.1 answer, head and body, made
+    once for all of them). Parts, segments and init sections have one shared reply each too
+    (:meth:`media`).
 
     The rendering layer's own (:class:`Services`): the hub holds windows and Redis
     positions, no rendered text. An entry goes when its feed does (the hub dropped or
     recreated the stream): it holds the feed weakly.
     """
 
-    __slots__ = ("_delta", "_full")
+    __slots__ = ("_delta", "_full", "_media")
 
     def __init__(self) -> None:
         self._full: dict[int, _Rendered] = {}  # id(feed) -> its last full playlist
         self._delta: dict[int, _Rendered] = {}  # ... and its last delta update (_HLS_skip)
+        self._media: dict[int, Reply] = {}  # id(bytes of a part...) -> its reply
 
-    def get(self, feed: RenditionFeed, delta: bool, versions: tuple[int, ...]) -> bytes | None:
+    def get(
+        self, feed: RenditionFeed, delta: bool, versions: tuple[int, ...], cache: bytes
+    ) -> Reply | None:
         # An entry under id(feed) is this feed's: its weak reference's callback removes it
         # as the feed is freed, before that id can be given to another object.
         entry = (self._delta if delta else self._full).get(id(feed))
-        return entry.body if entry is not None and entry.versions == versions else None
+        if entry is None or entry.versions != versions:
+            return None
+        reply = entry.replies.get(cache)
+        if reply is None:
+            reply = entry.replies[cache] = Reply(
+                200, PLAYLIST_TYPE, cache, entry.body, "media_playlist"
+            )
+        return reply
 
     def put(self, feed: RenditionFeed, delta: bool, versions: tuple[int, ...], body: bytes) -> None:
         entries = self._delta if delta else self._full
@@ -152,14 +168,27 @@ class RenderCache:
             weakref.ref(feed, lambda _: entries.pop(key, None)), versions, body
         )
 
+    def media(self, data: bytes, route: str) -> Reply:
+        """The one reply of a part, segment or init section (they never change once
+        published). Keyed by the bytes' id: the reply keeps its bytes alive, so that id
+        is not reused while the entry is there. At most :data:`MEDIA_REPLIES` entries;
+        past that the memo starts again (the live parts are a few per rendition)."""
+        media = self._media
+        reply = media.get(id(data))
+        if reply is None or reply.body is not data or reply.route != route:
+            if len(media) >= MEDIA_REPLIES:
+                media.clear()
+            reply = media[id(data)] = Reply(200, MEDIA_TYPE, MEDIA_CACHE, data, route)
+        return reply
+
     def __len__(self) -> int:
         return len(self._full) + len(self._delta)
 
 
 class _Rendered:
     # ``feed`` is never read: the weak reference is kept for its callback, which removes
-    # the entry as the feed is freed.
-    __slots__ = ("body", "feed", "versions")
+    # the entry as the feed is freed. ``replies``: one per Cache-Control it was sent with.
+    __slots__ = ("body", "feed", "replies", "versions")
 
     def __init__(
         self, feed: weakref.ref[RenditionFeed], versions: tuple[int, ...], body: bytes
@@ -167,6 +196,7 @@ class _Rendered:
         self.feed = feed
         self.versions = versions
         self.body = body
+        self.replies: dict[bytes, Reply] = {}
 
 
 @dataclass(slots=True)
@@ -245,7 +275,7 @@ async def handle_live(path: str, query: bytes, services: Services, metrics: Metr
             if remaining > 0:
                 await changed(decision.feed, remaining)
             elif decision.deadline <= services.hub.expiry_horizon(now):
-                raise decision.expired
+                raise decision.expired()
             else:
                 # Past the deadline, but what Redis held by then is not applied yet (the
                 # event loop was paused): the hub's next read may bring the part.
@@ -429,11 +459,12 @@ def _media_playlist(
     reply = check()
     if reply is not None:
         return reply
-    expired = (
-        HttpError(503, f"stream {view.name!r} is starting: no part yet, retry")
-        if starting
-        else HttpError(503, f"segment {want_msn} part {want_part} did not arrive in time")
-    )
+
+    def expired() -> HttpError:
+        if starting:
+            return HttpError(503, f"stream {view.name!r} is starting: no part yet, retry")
+        return HttpError(503, f"segment {want_msn} part {want_part} did not arrive in time")
+
     return Hold(feed, check, now + _timeout(view, services.settings), expired)
 
 
@@ -441,9 +472,9 @@ def _render(
     view: StreamView, feed: RenditionFeed, delta: bool, renders: RenderCache, cache: bytes
 ) -> Reply:
     versions = tuple(f.window.version for f in view.feeds.values())
-    cached = renders.get(feed, delta, versions)
+    cached = renders.get(feed, delta, versions, cache)
     if cached is not None:
-        return Reply(200, PLAYLIST_TYPE, cache, cached, "media_playlist")
+        return cached
     reports = []
     for info in view.meta.renditions:
         other = view.feeds.get(info.name)
@@ -458,7 +489,9 @@ def _render(
     )
     body = render_media_playlist(build_media_playlist(feed.window, ctx), skip=delta).encode()
     renders.put(feed, delta, versions, body)
-    return Reply(200, PLAYLIST_TYPE, cache, body, "media_playlist")
+    reply = renders.get(feed, delta, versions, cache)
+    assert reply is not None  # just put
+    return reply
 
 
 def _media_file(
@@ -476,7 +509,7 @@ def _media_file(
         data = window.init(generation)
         if data is None:
             raise HttpError(404, f"no init segment {name} for {view.name}/{window.name}")
-        return Reply(200, MEDIA_TYPE, MEDIA_CACHE, data, "init")
+        return services.renders.media(data, "init")
     if not name.endswith(".m4s"):
         raise HttpError(
             404, f"not a media file name: {name!r} (expected N.m4s, N.P.m4s or init.mp4)"
@@ -491,7 +524,7 @@ def _media_file(
     if index is None:
         seg = window.servable_segment(msn)
         if seg is not None:
-            return Reply(200, MEDIA_TYPE, MEDIA_CACHE, seg.data, "segment")
+            return services.renders.media(seg.data, "segment")
         if window.segments and msn < window.segments[0].msn:
             # Older than the live window (a slow client, a DVR-style request): the
             # archive in Redis, through the edge's bounded cache.
@@ -501,7 +534,7 @@ def _media_file(
         )
     part = window.part(msn, index)
     if part is not None:  # the common case: answer at once
-        return Reply(200, MEDIA_TYPE, MEDIA_CACHE, part.data, "part")
+        return services.renders.media(part.data, "part")
 
     def check() -> Reply | None:
         decision = window.part_wait(msn, index)
@@ -509,7 +542,7 @@ def _media_file(
             found = window.part(msn, index)
             if found is None:
                 raise HttpError(404, f"part {msn}.{index} does not exist")
-            return Reply(200, MEDIA_TYPE, MEDIA_CACHE, found.data, "part")
+            return services.renders.media(found.data, "part")
         if decision is not Wait.BLOCK:
             raise HttpError(
                 404, f"part {msn}.{index} is not in the live window (last part {_describe(feed)})"
@@ -519,7 +552,10 @@ def _media_file(
     reply = check()  # raises for a part that will never come
     if reply is not None:
         return reply
-    expired = HttpError(503, f"part {msn}.{index} did not arrive in time")
+
+    def expired() -> HttpError:
+        return HttpError(503, f"part {msn}.{index} did not arrive in time")
+
     return Hold(feed, check, now + _timeout(view, settings), expired)
 
 

@@ -94,11 +94,15 @@ class Metrics:
             "Open HTTP connections (CASCADE_LIMIT_CONNECTIONS bounds them)",
             registry=self.registry,
         )
-        self.blocked_now = Gauge(
+        # Requests held now: a plain int on the hot path (a Gauge's inc/dec takes a lock),
+        # read when /metrics is scraped.
+        self.held = 0
+        self._blocked = Gauge(
             "cascade_edge_blocked_requests",
             "Blocking playlist and part requests waiting now",
             registry=self.registry,
         )
+        self._blocked.set_function(lambda: self.held)
         self.streams = Gauge(
             "cascade_edge_streams", "Streams followed by this edge", registry=self.registry
         )
@@ -144,11 +148,11 @@ class Metrics:
 
     @contextmanager
     def blocked(self) -> Iterator[None]:
-        self.blocked_now.inc()
+        self.held += 1
         try:
             yield
         finally:
-            self.blocked_now.dec()
+            self.held -= 1
 
     def collect(self, hub: Hub, viewers: dict[str, int] | None = None, total: int = 0) -> None:
         self.streams.set(len(hub.streams))

@@ -13,7 +13,7 @@ server's framing, not the reply's.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cascade.edge import caching
 
@@ -53,10 +53,17 @@ class HttpError(Exception):
         self.cache_control = cache_control if cache_control is not None else caching.error(status)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
     """An LL-HLS answer: status, the two fields every answer has, the body, the route it
-    is counted under in metrics, and any fields of its own (Retry-After, ...)."""
+    is counted under in metrics, and any fields of its own (Retry-After, ...).
+
+    One reply is shared by every viewer given the same answer (a part, a rendered
+    playlist: :class:`~cascade.edge.live.RenderCache`), so the HTTP/1.1 server keeps the
+    bytes it wrote for it in ``wire`` (head and body in one buffer, for a keep-alive GET
+    with Access-Control-Allow-Origin ``wire_origin``) and writes them again as they are.
+    Its fields are never changed after it is made: only the memo is.
+    """
 
     status: int
     content_type: bytes
@@ -64,6 +71,8 @@ class Reply:
     body: bytes
     route: str
     headers: Headers = ()
+    wire: bytes | None = field(default=None, compare=False, repr=False)
+    wire_origin: bytes | None = field(default=None, compare=False, repr=False)
 
 
 def error_reply(exc: HttpError) -> Reply:

@@ -167,10 +167,15 @@ def live_response(reply: Reply, *, head_only: bool, origin: bytes | None, close:
     """The bytes of an LL-HLS answer: its fields (:func:`reply_fields`, as the ASGI door
     sends them) in an HTTP/1.1 head. A HEAD's has the GET's headers, Content-Length
     included, and no body: "the server MUST NOT send content in the response" (RFC 9110
-    9.3.2)."""
+    9.3.2). A keep-alive GET's bytes are made once per reply and origin (``reply.wire``):
+    every viewer given the same part or playlist is written the same buffer."""
+    if not (head_only or close):
+        wire = reply.wire
+        if wire is not None and reply.wire_origin == origin:
+            return wire
     fields = reply_fields(reply, origin)
     n = len(fields)
-    return b"".join(
+    data = b"".join(
         (
             _STATUS_LINES.get(reply.status) or _status_line(reply.status),
             (_FIELD_LINES.get(n) or _field_lines(n)) % tuple(fields),
@@ -178,6 +183,9 @@ def live_response(reply: Reply, *, head_only: bool, origin: bytes | None, close:
             b"" if head_only else reply.body,
         )
     )
+    if not (head_only or close):
+        reply.wire, reply.wire_origin = data, origin
+    return data
 
 
 def _status_line(status: int) -> bytes:
@@ -258,10 +266,15 @@ class EdgeServer:
         self._backlog_turn: asyncio.Handle | None = None
         self._lifespan: _Lifespan | None = None
         self.draining = False
+        self._services: Services | None = None
 
     @property
     def services(self) -> Services:
-        services: Services = self.state.live
+        # Read once it is there (after start-up): starlette's State.__getattr__ per
+        # request was a visible share of the hot path.
+        services = self._services
+        if services is None:
+            services = self._services = self.state.live
         return services
 
     async def start(self, host: str, port: int, *, sock: Any = None) -> None:
@@ -403,13 +416,13 @@ class Exchange:
         """Past its deadline: answered if it can be, else 503."""
         hold = self.hold
         if hold is not None and not self.try_release():
-            self._release(error_reply(hold.expired))
+            self._release(error_reply(hold.expired()))
 
     def _release(self, reply: Reply) -> None:
         protocol = self.protocol
         assert protocol is not None  # set with the hold
         self.hold = self.protocol = None
-        protocol.server.metrics.blocked_now.dec()
+        protocol.server.metrics.held -= 1
         protocol.answer(self, reply)
 
 
@@ -493,7 +506,7 @@ class HttpProtocol(asyncio.Protocol):
             if exchange.hold is not None:
                 # No longer held: its feed's holds drop it at the next wake or sweep.
                 exchange.hold = exchange.protocol = None
-                self.server.metrics.blocked_now.dec()
+                self.server.metrics.held -= 1
         self._queue.clear()
         self._unstarted.clear()
         self._unfed = b""
@@ -834,7 +847,7 @@ class HttpProtocol(asyncio.Protocol):
             self._hold(exchange, decision)
 
     def _hold(self, exchange: Exchange, hold: Hold) -> None:
-        self.server.metrics.blocked_now.inc()
+        self.server.metrics.held += 1
         exchange.hold = hold
         exchange.protocol = self
         self.server.hold(exchange, hold.feed)
