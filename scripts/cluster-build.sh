@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Build the test control plane from Go modules, once, into a cache outside git:
-#   etcd (cluster/etcd), kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
-#   (cluster/k8s, a wrapper module of k8s.io/kubernetes), kwok and helm (go install; helm goes
-#   to a directory of its own version, linked from the bin dir).
+#   etcd (cluster/etcd), kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, and
+#   for the real node kubelet and kube-proxy (cluster/k8s, a wrapper module of
+#   k8s.io/kubernetes), pause (cluster/pause, the pod sandbox's program), kwok, and with
+#   go install helm, CoreDNS, metrics-server and crictl (each in a directory of its own
+#   version under tools/, linked from the bin dir).
 # Binaries that already exist are kept, so a second run returns at once. Prints the bin dir as
 # its last line. Needs Go (PATH or /usr/local/go/bin) and the Go module proxy; nothing else.
 #
@@ -24,11 +26,21 @@ BIN=$CACHE/cluster/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION/bin
 
 if [[ ${1:-} == --print ]]; then echo "$BIN"; exit 0; fi
 
-HELM_DIR=$CACHE/tools/helm-$HELM_VERSION
-BINARIES=(etcd kwok kubectl kube-scheduler kube-controller-manager kube-apiserver)
+BINARIES=(etcd kwok kubectl kube-scheduler kube-controller-manager kube-apiserver kubelet kube-proxy pause)
+# name version package (go install NAME@VERSION into tools/NAME-VERSION, linked from BIN)
+TOOLS=(
+  "helm $HELM_VERSION helm.sh/helm/v3/cmd/helm -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  "coredns $COREDNS_VERSION github.com/coredns/coredns"
+  "metrics-server $METRICS_SERVER_VERSION sigs.k8s.io/metrics-server/cmd/metrics-server -X sigs.k8s.io/metrics-server/pkg/version.gitVersion=$METRICS_SERVER_VERSION"
+  "crictl $CRICTL_VERSION sigs.k8s.io/cri-tools/cmd/crictl -X sigs.k8s.io/cri-tools/pkg/version.Version=${CRICTL_VERSION#v}"
+)
 missing=()
 for b in "${BINARIES[@]}"; do [[ -x $BIN/$b ]] || missing+=("$b"); done
-[[ -x $HELM_DIR/helm && $(readlink "$BIN/helm" 2>/dev/null) == "$HELM_DIR/helm" ]] || missing+=(helm)
+for t in "${TOOLS[@]}"; do
+  read -r name version _ <<<"$t"
+  [[ -x $CACHE/tools/$name-$version/$name && $(readlink "$BIN/$name" 2>/dev/null) == "$CACHE/tools/$name-$version/$name" ]] ||
+    missing+=("$name")
+done
 if [[ ${#missing[@]} -eq 0 && ${1:-} != --bump-k8s ]]; then echo "$BIN"; exit 0; fi
 
 command -v go >/dev/null || export PATH=$PATH:/usr/local/go/bin
@@ -99,24 +111,31 @@ build_kwok() {
     "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
   mv "$gobin/kwok" "$out"; rmdir "$gobin"
 }
-build_helm() {
-  if [[ ! -x $HELM_DIR/helm ]]; then
+build_pause() { (cd "$ROOT/cluster/pause" && go build -ldflags "-s -w" -o "$out" .); }
+build_tool() { # name version package [ldflags -X ...]
+  local name=$1 version=$2 pkg=$3 dir=$CACHE/tools/$1-$2
+  shift 3
+  if [[ ! -x $dir/$name ]]; then
     local start=$SECONDS
-    echo "cluster-build: building helm $HELM_VERSION ..." >&2
-    mkdir -p "$HELM_DIR"
-    GOBIN=$HELM_DIR GOFLAGS=-trimpath go install -p "$JOBS" \
-      -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION" \
-      "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-    echo "cluster-build: helm built in $((SECONDS - start))s" >&2
+    echo "cluster-build: building $name $version ..." >&2
+    mkdir -p "$dir"
+    GOBIN=$dir GOFLAGS=-trimpath go install -p "$JOBS" -ldflags "-s -w $*" "$pkg@$version"
+    echo "cluster-build: $name built in $((SECONDS - start))s" >&2
   fi
-  ln -sfn "$HELM_DIR/helm" "$BIN/helm"
+  ln -sfn "$dir/$name" "$BIN/$name"
 }
 build_k8s() { (cd "$ROOT/cluster/k8s" && go build -p "$JOBS" -ldflags "$K8S_LDFLAGS" -o "$out" "k8s.io/kubernetes/cmd/$1"); }
 
 total=$SECONDS
 build etcd build_etcd
 build kwok build_kwok
-for c in kubectl kube-scheduler kube-controller-manager kube-apiserver; do build "$c" build_k8s "$c"; done
-build_helm
+build pause build_pause
+for c in kubectl kube-scheduler kube-controller-manager kube-apiserver kubelet kube-proxy; do
+  build "$c" build_k8s "$c"
+done
+for t in "${TOOLS[@]}"; do
+  # shellcheck disable=SC2086 # the ldflags words are meant to split
+  build_tool $t
+done
 echo "cluster-build: done in $((SECONDS - total))s" >&2
 echo "$BIN"

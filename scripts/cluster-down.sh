@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Stop the test control plane started by scripts/cluster-up.sh and remove its state
-# (certificates, etcd data, logs). The binary cache (~/.cache/cascade) is kept.
-# Only the processes recorded in $STATE/pids/ are stopped (each by its process group:
-# cluster-up starts every component in its own session). Idempotent.
+# Stop the test cluster started by scripts/cluster-up.sh and remove its state (certificates,
+# etcd data, the node's containers and images, logs) and its network namespace (with it every
+# interface, route and iptables rule the cluster made). The binary and image caches
+# (~/.cache/cascade) are kept. Only the processes recorded in $STATE/pids/ are stopped (each by
+# its process group: cluster-up starts every component in its own session), and the shims of
+# the node's own containerd. Afterwards nothing is mounted under $STATE. Idempotent.
 #
 # Environment: CASCADE_CLUSTER_DIR (default <repo>/.cache/cluster), as for cluster-up.sh;
 #   CLUSTER_DOWN_KEEP_LOGS=1 keeps $STATE/logs.
@@ -30,7 +32,7 @@ extras=()
 for f in "$STATE"/pids/*.pid; do
   [[ -e $f ]] || continue
   case $(basename "$f" .pid) in
-    kwok | kube-scheduler | kube-controller-manager | kube-apiserver | etcd) ;;
+    kwok | kube-scheduler | kube-controller-manager | kube-apiserver | etcd | node-*) ;;
     *) extras+=("$(basename "$f" .pid)") ;;
   esac
 done
@@ -62,14 +64,67 @@ stop() { # NAME...: SIGTERM their process groups, SIGKILL what is left after 10s
   for name in "$@"; do rm -f "$STATE/pids/$name.pid"; done
 }
 [[ ${#extras[@]} -gt 0 ]] && stop "${extras[@]}"
+
+# The real node: the kubelet first (it would restart what is stopped next), then every pod
+# sandbox through the CRI (containerd tears down its network and removes its network
+# namespace), then containerd and its shims, then the node's other processes.
+NODE=$STATE/node
+NETNS=
+[[ -f $STATE/netns ]] && NETNS=/run/netns/$(cat "$STATE/netns")
+if [[ -e $STATE/pids/node-kubelet.pid ]]; then stop node-kubelet; fi
+ids=()
+if [[ -e $STATE/pids/node-containerd.pid ]] && running "$STATE/pids/node-containerd.pid" && [[ -n $NETNS ]]; then
+  crictl=(nsenter --net="$NETNS" -- "$STATE/bin/crictl" --runtime-endpoint "unix://$NODE/containerd.sock" --timeout 20s)
+  mapfile -t pods < <("${crictl[@]}" pods -q 2>/dev/null || true)
+  mapfile -t ids < <("${crictl[@]}" ps -a -q 2>/dev/null || true)
+  ids+=("${pods[@]}")
+  if [[ ${#pods[@]} -gt 0 ]]; then
+    "${crictl[@]}" stopp "${pods[@]}" >/dev/null 2>&1 || log "crictl stopp failed"
+    "${crictl[@]}" rmp --force "${pods[@]}" >/dev/null 2>&1 || log "crictl rmp failed"
+    log "removed ${#pods[@]} pod sandbox(es)"
+  fi
+fi
+# Shims outlive containerd by design (they are not in its process group); each task's shim
+# pid is in containerd's state dir.
+shims=()
+for f in "$NODE"/containerd/state/io.containerd.runtime.v2.task/*/*/shim.pid; do
+  [[ -e $f ]] && shims+=("$(cat "$f")")
+done
+[[ -e $STATE/pids/node-containerd.pid ]] && stop node-containerd
+if [[ ${#shims[@]} -gt 0 ]]; then
+  for pid in "${shims[@]}"; do kill -KILL "$pid" 2>/dev/null && log "killed leftover shim $pid" || true; done
+fi
+stop node-kube-proxy node-coredns node-metrics-server
+
 stop kwok kube-scheduler kube-controller-manager
 stop kube-apiserver
 stop etcd
 
+# Mounts under the state dir (containerd's overlay snapshots and sandbox /dev/shm, the
+# kubelet's volumes), deepest first.
+if [[ -d $NODE ]]; then
+  mapfile -t mounts < <(findmnt -rn -o TARGET | awk -v d="$NODE/" 'index($0, d) == 1' | sort -r)
+  for m in "${mounts[@]}"; do umount -l "$m" 2>/dev/null || log "could not unmount $m"; done
+  [[ ${#mounts[@]} -gt 0 ]] && log "unmounted ${#mounts[@]} mount(s) under $NODE"
+fi
+if [[ -e $NODE/made-run-containerd ]]; then
+  rmdir /run/containerd/s /run/containerd/fifo /run/containerd 2>/dev/null || true
+fi
+# The cluster's network namespace: its interfaces, routes and iptables rules go with it.
+if [[ -n $NETNS && -e $NETNS ]]; then
+  ip netns delete "$(basename "$NETNS")" 2>/dev/null || log "could not delete network namespace $NETNS"
+fi
+# The cgroups runc made for the node's containers (cgroupfs driver, cgroup v1: one tree per
+# controller, /k8s.io/<id>, containerd's default parent when the kubelet gives none): rmdir
+# removes only a cgroup without processes or children, so another containerd's stay.
+for id in "${ids[@]}"; do rmdir /sys/fs/cgroup/*/k8s.io/"$id" 2>/dev/null || true; done
+rmdir /sys/fs/cgroup/*/k8s.io 2>/dev/null || true
+
 keep=()
 [[ ${CLUSTER_DOWN_KEEP_LOGS:-} == 1 ]] && keep=(logs)
-for entry in bin pids logs pki etcd run ready ports.env kubeconfig \
-  controller-manager.kubeconfig scheduler.kubeconfig kwok.kubeconfig; do
+for entry in bin pids logs pki etcd run node ready ports.env netns kubeconfig \
+  controller-manager.kubeconfig scheduler.kubeconfig kwok.kubeconfig kubelet.kubeconfig \
+  kube-proxy.kubeconfig coredns.kubeconfig metrics-server.kubeconfig operator.env; do
   [[ " ${keep[*]} " == *" $entry "* ]] && continue
   rm -rf "${STATE:?}/$entry"
 done

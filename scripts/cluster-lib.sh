@@ -30,3 +30,32 @@ running() {
 
 # record_pid NAME PID
 record_pid() { echo "$2 $(proc_start "$2" || true)" >"$STATE/pids/$1.pid"; }
+
+# The cluster's network namespace: every component, and every client of it, runs inside
+# (`make cluster-up` makes it; its name is in $STATE/netns). nsenter enters the network
+# namespace only: `ip netns exec` would also give the command a mount namespace of its own,
+# and the kubelet's volume mounts must be seen by containerd.
+netns_path() { echo "/run/netns/$(cat "$1/netns")"; }
+# inns CMD...: run CMD in $NETNS (set by cluster-up.sh / node-up.sh)
+inns() { nsenter --net="$NETNS" -- "$@"; }
+# start_in_ns NAME PROGRAM ARGS...: PROGRAM (from $STATE/bin, or PATH) in the namespace, in its
+# own session (pid = process group id), output to logs/NAME.log, recorded in pids/NAME.pid.
+start_in_ns() {
+  local name=$1 prog=$2; shift 2
+  [[ -x $STATE/bin/$prog ]] && prog=$STATE/bin/$prog
+  setsid nsenter --net="$NETNS" -- "$prog" "$@" >"$STATE/logs/$name.log" 2>&1 </dev/null &
+  record_pid "$name" $!
+}
+# wait_for WHAT COMMAND...: retry until it succeeds, $TIMEOUT seconds at most; fail (the
+# caller's `fail`) when a recorded process exits meanwhile.
+wait_for() {
+  local what=$1; shift
+  local deadline=$((SECONDS + TIMEOUT)) f
+  until "$@" >/dev/null 2>&1; do
+    for f in "$STATE"/pids/*.pid; do
+      running "$f" || fail "$(basename "$f" .pid) exited while waiting for $what"
+    done
+    ((SECONDS < deadline)) || fail "timed out after ${TIMEOUT}s waiting for $what"
+    sleep 0.2
+  done
+}

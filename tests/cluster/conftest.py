@@ -1,10 +1,14 @@
-"""The cluster tier: a real control plane on loopback for the whole test session.
+"""The cluster tier: a real cluster for the tests of this directory.
 
-`scripts/cluster-up.sh` builds the binaries when the cache lacks them (once per machine),
-starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok in a state dir
-of this session's own (free ports, so a developer's `make cluster-up` is left alone), runs
-the same hook as `make cluster-up` (scripts/cluster-operator.sh: the CRD, a Redis and the
-operator, here with short intervals), and `scripts/cluster-down.sh` stops it all at the end.
+`scripts/cluster-up.sh` builds the binaries and images when the caches lack them (once per
+machine), starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok (the
+fake GPU and CPU nodes) and the real node (containerd, kubelet, kube-proxy, CoreDNS,
+metrics-server) in a network namespace and state dir of this session's own (so a developer's
+`make cluster-up` is left alone), runs the same hook as `make cluster-up`
+(scripts/cluster-operator.sh: the CRD, a Redis and the operator, here with short intervals),
+and `scripts/cluster-down.sh` stops it all after the last test here. While they run, the
+tests' thread is inside the cluster's network namespace (tests/cluster/netns.py): they are
+its clients, as kubectl and helm are.
 
 Set CASCADE_TEST_KUBECONFIG to the kubeconfig of a cluster that is already up (the last line
 of `make cluster-up`) to run the tests against it instead; it is then neither started nor
@@ -28,6 +32,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
+from . import netns
 
 REPO = Path(__file__).resolve().parents[2]
 # A cold build of the binaries takes a while on two cores; later sessions start in seconds.
@@ -89,11 +95,13 @@ class Kubectl:
         return json.loads(self.run("get", *args, "-o", "json").stdout)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The cluster's kubeconfig; this thread is inside the cluster's namespace meanwhile."""
     given = os.environ.get("CASCADE_TEST_KUBECONFIG")
     if given:
-        yield Path(given)
+        with netns.entered(netns.namespace_of(Path(given).parent)):
+            yield Path(given)
         return
     env = {
         **os.environ,
@@ -116,13 +124,15 @@ def kubeconfig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     if up.returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
         subprocess.run(down, env=env, capture_output=True, timeout=120)
         pytest.fail(f"cluster-up failed ({up.returncode}):\n{up.stderr[-4000:]}")
+    path = Path(lines[-1].removeprefix("KUBECONFIG="))
     try:
-        yield Path(lines[-1].removeprefix("KUBECONFIG="))
+        with netns.entered(netns.namespace_of(path.parent)):
+            yield path
     finally:
         subprocess.run(down, env=env, capture_output=True, timeout=120, check=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def kubectl(kubeconfig: Path) -> Kubectl:
     bin_dir = subprocess.run(
         [str(REPO / "scripts" / "cluster-build.sh"), "--print"],
@@ -213,6 +223,6 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def operator(kubeconfig: Path) -> Operator:
     return Operator(kubeconfig)

@@ -62,12 +62,15 @@ def ready(obj: dict[str, Any], kind: str = "Ready") -> bool:
 
 
 def test_nodes_advertise_gpus(kubectl: Kubectl) -> None:
-    nodes = {n["metadata"]["name"]: n for n in kubectl.get("nodes")["items"]}
+    nodes = {n["metadata"]["name"]: n for n in kubectl.get("nodes", "-l", "type=kwok")["items"]}
 
     assert len(nodes) == 3
     assert all(ready(n) for n in nodes.values())
     gpus = {name: n["status"]["allocatable"].get(GPU) for name, n in nodes.items()}
     assert sorted(gpus.values(), key=str) == ["16", "16", None]
+    # The real node (tests/cluster/test_node.py) has no GPU either.
+    real = kubectl.get("nodes", "-l", "cascade.dev/node=real")["items"]
+    assert [n["status"]["allocatable"].get(GPU) for n in real] == [None]
     assert {name for name, count in gpus.items() if count} == gpu_nodes(kubectl)
 
 
