@@ -168,20 +168,23 @@ class Arrivals(threading.Thread):
 Source = Publisher | Arrivals
 
 
-def run_step(exe: Path, base: str, viewers: int, seconds: float, server_pid: int,
+def run_step(exe: Path, base: str, viewers: int, seconds: float, server_pid: int | list[int],
              source: Source, *, sessions: bool = False, skip: bool = False,
-             also: dict[str, int] | None = None) -> dict[str, Any]:  # fmt: skip
+             also: dict[str, int] | None = None, client_cpus: str = "0") -> dict[str, Any]:  # fmt: skip
     """N simulated viewers (on core 0) against ``base`` for ``seconds`` after a 2 s ramp
-    and 2 s warm-up. ``server_pid`` is the server measured; ``also`` names other
-    processes whose CPU over the step is reported beside it."""
+    and 2 s warm-up. ``server_pid`` is the server measured (several: an edge pod's
+    processes, summed and each reported); ``also`` names other processes whose CPU over
+    the step is reported beside it; ``client_cpus`` the simulator's cores (taskset)."""
+    pids = server_pid if isinstance(server_pid, list) else [server_pid]
     what = " with sessions" if sessions else ""
     what += " and delta updates" if skip else ""
     log(f"viewers: {viewers} viewers for {seconds:g} s{what} -> {base}")
     others = {name: cpu_seconds(pid) for name, pid in (also or {}).items()}
-    e0, t0 = cpu_seconds(server_pid), time.monotonic()
+    each0 = [cpu_seconds(pid) for pid in pids]
+    t0 = time.monotonic()
     client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     proc = subprocess.Popen(
-        ["taskset", "-c", "0", str(exe), "-base", base, "-viewers", str(viewers),
+        ["taskset", "-c", client_cpus, str(exe), "-base", base, "-viewers", str(viewers),
          "-duration", f"{seconds}s", "-ramp", "2s", "-warmup", "2s",
          *(["-sessions"] if sessions else []), *(["-skip"] if skip else [])],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -202,7 +205,8 @@ def run_step(exe: Path, base: str, viewers: int, seconds: float, server_pid: int
     out, err = proc.communicate(timeout=seconds + 60)
     client1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     wall = time.monotonic() - t0
-    server_cpu = cpu_seconds(server_pid) - e0
+    each = [cpu_seconds(pid) - before for pid, before in zip(pids, each0, strict=True)]
+    server_cpu = sum(each)
     summary = json.loads(err.decode().strip().splitlines()[-1])
     delays = []
     for line in out.decode().splitlines():
@@ -226,6 +230,7 @@ def run_step(exe: Path, base: str, viewers: int, seconds: float, server_pid: int
             "max": round(delays[-1] * 1000, 1) if delays else None,
         },
         "server_cpu_cores": round(server_cpu / wall, 3),
+        **({"server_cpu_cores_each": [round(c / wall, 3) for c in each]} if len(pids) > 1 else {}),
         # Over the simulator's whole run (ramp included), idle work of the server too.
         "server_cpu_us_per_request": round(server_cpu / max(1, summary["requests"]) * 1e6, 1),
         # cascade_edge_blocked_requests (the HPA's delivery metric) per viewer, mean.
@@ -242,16 +247,19 @@ def run_step(exe: Path, base: str, viewers: int, seconds: float, server_pid: int
     return step
 
 
-def start_stack(procs: Procs, work: Path) -> tuple[int, int, str]:
+def start_stack(procs: Procs, work: Path, processes: int = 1) -> tuple[int, list[int], str]:
     """``cascade up`` (what ``make run`` runs) with the demo stream only, on free ports,
     pinned to core 0; its edge process then moved alone to core 1. Returns the edge's
-    port, its pid and the Redis URL, once the demo serves parts."""
+    port, its pids and the Redis URL, once the demo serves parts. ``processes`` > 1: the
+    edge is that many processes on one port (CASCADE_EDGE_PROCESSES), process i on core
+    i (mod the cores)."""
     streams = work / "streams"
     streams.mkdir()
     shutil.copy(REPO / "examples" / "local" / "demo.yaml", streams / "demo.yaml")
     port, redis_port = free_tcp_port(), free_tcp_port()
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    env.update(CASCADE_REDIS_PORT=str(redis_port), CASCADE_LOG_LEVEL="WARNING")
+    env.update(CASCADE_REDIS_PORT=str(redis_port), CASCADE_LOG_LEVEL="WARNING",
+               CASCADE_EDGE_PROCESSES=str(processes))  # fmt: skip
     os.environ.pop("REDIS_URL", None)
     cascade = procs.spawn(
         "cascade up",
@@ -270,9 +278,18 @@ def start_stack(procs: Procs, work: Path) -> tuple[int, int, str]:
                 if b"cascade.edge.main" in cmdline:
                     edge_pid = st.pid
         time.sleep(0.1)
+    pids = [edge_pid]
+    if processes > 1:  # the supervisor's processes serve; it only waits
+        while len(pids := [st.pid for st in descendants(edge_pid)]) < processes:
+            if time.monotonic() > deadline:
+                raise SystemExit("bench: the edge's processes did not start")
+            time.sleep(0.1)
     # Every thread of the edge, alone on core 1; Redis, the transcoder, FFmpeg stay on 0.
-    subprocess.run(["taskset", "-a", "-p", "-c", "1", str(edge_pid)], check=True,
-                   stdout=subprocess.DEVNULL)  # fmt: skip
+    cores = os.cpu_count() or 1
+    for i, pid in enumerate(pids):
+        core = "1" if processes == 1 else str(i % cores)
+        subprocess.run(["taskset", "-a", "-p", "-c", core, str(pid)], check=True,
+                       stdout=subprocess.DEVNULL)  # fmt: skip
     url = f"http://127.0.0.1:{port}/live/{STACK_STREAM}/{STACK_RENDITION}/index.m3u8"
     while True:
         if cascade.poll() is not None or time.monotonic() > deadline:
@@ -281,7 +298,7 @@ def start_stack(procs: Procs, work: Path) -> tuple[int, int, str]:
             if b"#EXT-X-PRELOAD-HINT" in response.read():
                 break
         time.sleep(0.2)
-    return port, edge_pid, f"redis://127.0.0.1:{redis_port}/0"
+    return port, pids, f"redis://127.0.0.1:{redis_port}/0"
 
 
 def main() -> int:
@@ -301,6 +318,11 @@ def main() -> int:
         "--reference", action=argparse.BooleanOptionalAction, default=True,
         help="the same steps against the Go reference origin (bench/viewersim/reforigin)",
     )  # fmt: skip
+    parser.add_argument(
+        "--processes", type=int, default=1,
+        help="edge processes on one port (CASCADE_EDGE_PROCESSES), process i on core i",
+    )  # fmt: skip
+    parser.add_argument("--client-cpus", default="0", help="the simulator's cores (taskset -c)")
     args = parser.parse_args()
     steps = [int(s) for s in args.steps.split(",") if s]
     install_sigterm_as_interrupt()
@@ -310,6 +332,7 @@ def main() -> int:
         "setup": "synthetic publisher + edge" if args.synthetic else
                  "cascade up (make run): demo stream, real FFmpeg, Redis, transcoder on core 0",
         "sessions": args.sessions, "delta_updates": args.skip,
+        "edge_processes": args.processes, "client_cpus": args.client_cpus,
     }  # fmt: skip
     procs = Procs()
     with tempfile.TemporaryDirectory(prefix="cascade-viewers-") as tmp:
@@ -325,19 +348,20 @@ def main() -> int:
                 publisher.start()
                 source = publisher
                 port, edge = start_edge(procs, redis_url, cpu=1)
-                edge_pid = edge.pid
+                edge_pids = [edge.pid]
                 stream, rendition = STREAM, RENDITION
                 time.sleep(1.5)
             else:
-                port, edge_pid, redis_url = start_stack(procs, work)
+                port, edge_pids, redis_url = start_stack(procs, work, args.processes)
                 stream, rendition = STACK_STREAM, STACK_RENDITION
                 source = Arrivals(redis_url, stream, rendition)
                 source.start()
             base = f"http://127.0.0.1:{port}/live/{stream}/{rendition}/"
-            options = {"sessions": args.sessions, "skip": args.skip}
+            options: dict[str, Any] = {"sessions": args.sessions, "skip": args.skip,
+                                       "client_cpus": args.client_cpus}  # fmt: skip
             result["edge"] = []
             for viewers in steps:
-                step = run_step(exe, base, viewers, args.seconds, edge_pid, source, **options)
+                step = run_step(exe, base, viewers, args.seconds, edge_pids, source, **options)
                 result["edge"].append(step)
                 log(f"viewers: {json.dumps(step)}")
             if ref_exe is not None:
@@ -353,7 +377,7 @@ def main() -> int:
                 result["reference"] = []
                 for viewers in steps:
                     step = run_step(exe, ref_base, viewers, args.seconds, ref.pid, source,
-                                    also={"edge": edge_pid}, **options)  # fmt: skip
+                                    also={"edge": edge_pids[0]}, **options)  # fmt: skip
                     result["reference"].append(step)
                     log(f"viewers (reference): {json.dumps(step)}")
                 result["ratios"] = [

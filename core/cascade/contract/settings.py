@@ -376,6 +376,15 @@ class EdgeSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings, Ob
         description="Open connections per edge process; one more gets 503 with Retry-After "
         "and is closed at once. 10,000 is ten times the viewers one edge core serves.",
     )
+    edge_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        validation_alias=AliasChoices("CASCADE_EDGE_PROCESSES", "edge_processes"),
+        description="Edge processes of one pod, all on the same port (SO_REUSEPORT: the "
+        "kernel spreads new connections over them), each following Redis itself. One per "
+        "core: one process is one event loop on one core.",
+    )
     _signing_key_ring: dict[str, bytes] = PrivateAttr(default_factory=dict)
 
     @field_validator("cors_allow_origins", mode="before")

@@ -277,7 +277,11 @@ class EdgeServer:
             services = self._services = self.state.live
         return services
 
-    async def start(self, host: str, port: int, *, sock: Any = None) -> None:
+    async def start(
+        self, host: str, port: int, *, sock: Any = None, reuse_port: bool = False
+    ) -> None:
+        """Serve on ``host:port`` (or ``sock``). ``reuse_port``: beside the pod's other edge
+        processes on the same port (SO_REUSEPORT; see :mod:`cascade.edge.main`)."""
         self._lifespan = _Lifespan(self.app)
         await self._lifespan.startup()
         loop = asyncio.get_running_loop()
@@ -287,8 +291,9 @@ class EdgeServer:
             )
         else:
             self._server = await loop.create_server(
-                lambda: HttpProtocol(self), host, port, backlog=4096, reuse_address=True
-            )
+                lambda: HttpProtocol(self), host, port, backlog=4096, reuse_address=True,
+                reuse_port=reuse_port,
+            )  # fmt: skip
         self._sweep()
 
     @property
