@@ -30,11 +30,13 @@ from cascade.edge.cache import ByteCache, CacheCollector
 from cascade.edge.hub import Hub, RenditionFeed, StreamView
 from cascade.edge.live import Services
 from cascade.edge.metrics import Metrics
+from cascade.edge.objectstore import StoreReader
 from cascade.edge.ondemand import OnDemand, OnDemandCollector
 from cascade.edge.redisclient import redis_client
 from cascade.edge.replies import HttpError
 from cascade.edge.server import EdgeServer
 from cascade.edge.sessions import SessionFlusher, SessionStore, make_session_store
+from cascade.edge.vodapi import VodService, vod_router
 from cascade.edge.window import Position
 
 
@@ -110,11 +112,15 @@ def build_fastapi(
             await on_demand.stop()
             await hub.stop()
             await cache.aclose()
+            if vod is not None:
+                await vod.aclose()
             metrics.registry.unregister(on_demand_collector)
             metrics.registry.unregister(collector)
             if redis is None:
                 await client.aclose()
 
+    # Replay of recordings (/vod): only with an object store.
+    vod = VodService(settings, StoreReader.from_settings(settings)) if settings.s3_enabled else None
     docs = settings.api_docs_enabled
     app = FastAPI(
         title="Cascade edge",
@@ -170,6 +176,8 @@ def build_fastapi(
         if path is None:
             raise HttpError(404, f"no static file {name!r}")
         return FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
+
+    app.include_router(vod_router(vod))
 
     # ---- operations ------------------------------------------------------------------
 

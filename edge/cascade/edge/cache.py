@@ -46,6 +46,17 @@ class MediaKey:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectKey:
+    """One object of the object store (a recorded segment or init), by its key."""
+
+    stream: str
+    key: str
+
+
+CacheKey = MediaKey | ObjectKey
+
+
+@dataclass(frozen=True, slots=True)
 class CacheStats:
     hits: int
     misses: int
@@ -82,18 +93,18 @@ class ByteCache:
         self.clock = clock
         # Least recently used first. The TTL is the same for every entry, so insertion
         # order is expiry order: ``_by_age`` (oldest put first) finds the expired in O(1).
-        self._lru: OrderedDict[MediaKey, _Entry] = OrderedDict()
-        self._by_age: OrderedDict[MediaKey, None] = OrderedDict()
-        self._by_stream: dict[str, set[MediaKey]] = {}
+        self._lru: OrderedDict[CacheKey, _Entry] = OrderedDict()
+        self._by_age: OrderedDict[CacheKey, None] = OrderedDict()
+        self._by_stream: dict[str, set[CacheKey]] = {}
         self._epoch: dict[str, int] = {}  # raised by invalidate_stream
-        self._inflight: dict[MediaKey, asyncio.Task[bytes | None]] = {}
+        self._inflight: dict[CacheKey, asyncio.Task[bytes | None]] = {}
         self._bytes = 0
         self._hits = self._misses = self._evictions = self._expirations = 0
         self._loads = self._load_errors = self._too_large = 0
 
     # ---- pure part -------------------------------------------------------------------
 
-    def get(self, key: MediaKey) -> bytes | None:
+    def get(self, key: CacheKey) -> bytes | None:
         """The cached bytes, or ``None`` (counted as a miss)."""
         self._expire(self.clock())
         entry = self._lru.get(key)
@@ -104,7 +115,7 @@ class ByteCache:
         self._hits += 1
         return entry.data
 
-    def put(self, key: MediaKey, data: bytes) -> bool:
+    def put(self, key: CacheKey, data: bytes) -> bool:
         """Keep ``data`` for ``ttl`` seconds; ``False`` when it is too large to keep."""
         now = self.clock()
         self._expire(now)
@@ -155,7 +166,7 @@ class ByteCache:
             self._remove(key)
             self._expirations += 1
 
-    def _remove(self, key: MediaKey) -> None:
+    def _remove(self, key: CacheKey) -> None:
         entry = self._lru.pop(key, None)
         if entry is None:
             return
@@ -169,7 +180,7 @@ class ByteCache:
 
     # ---- single-flight loads -----------------------------------------------------------
 
-    async def get_or_load(self, key: MediaKey, loader: Loader) -> bytes | None:
+    async def get_or_load(self, key: CacheKey, loader: Loader) -> bytes | None:
         """The cached bytes, or the loader's, with one loader call per concurrent miss.
 
         The load runs in its own task, so a waiter that goes away (the client closed the
@@ -186,7 +197,7 @@ class ByteCache:
             self._inflight[key] = task
         return await asyncio.shield(task)
 
-    async def _load(self, key: MediaKey, loader: Loader, epoch: int) -> bytes | None:
+    async def _load(self, key: CacheKey, loader: Loader, epoch: int) -> bytes | None:
         self._loads += 1
         try:
             data = await loader()
