@@ -79,7 +79,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
-	$(VENV)/bin/hadolint Dockerfile.operator Dockerfile.edge Dockerfile.transcoder
+	$(VENV)/bin/hadolint Dockerfile.operator Dockerfile.edge Dockerfile.transcoder Dockerfile.shield
 
 # The control plane is built before pytest (cold: ~8 minutes on 2 cores, then cached in
 # ~/.cache/cascade) so its progress shows instead of running silently inside a fixture.

@@ -7,8 +7,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from cascade.contract.settings import EdgeSettings
-from cascade.edge import caching, shieldsessions
+from cascade.edge import caching, shieldmain, shieldsessions
 from cascade.edge.live import parse_query
 from cascade.edge.shield import ShieldConfig, render_vcl, varnishd_command
 
@@ -241,3 +244,38 @@ async def test_viewers_answered_from_cache_are_counted_by_the_shield(
         counter.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await counter
+
+
+def test_the_shield_backend_setting_is_host_and_port() -> None:
+    assert shieldmain.backend_of("cascade-edge.live.svc:80") == ("cascade-edge.live.svc", 80)
+    for bad in ("cascade-edge", ":80", "edge:http", "edge:0", "edge:70000"):
+        with pytest.raises(SystemExit, match="CASCADE_SHIELD_BACKEND must be host:port"):
+            shieldmain.backend_of(bad)
+
+
+async def test_cascade_shield_serves_through_varnish_and_stops_on_sigterm(
+    redis_url: str,
+) -> None:
+    # The container's program: VCL rendered, varnishd and the counter run, SIGTERM ends both.
+    async with live_edge(redis_url, viewer_sessions="cmcd") as edge:
+        port = free_port()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "cascade.edge.shieldmain",
+            env={**os.environ, "PORT": str(port), "HOST": "127.0.0.1", "REDIS_URL": redis_url,
+                 "CASCADE_SHIELD_BACKEND": f"127.0.0.1:{edge.port}",
+                 "CASCADE_SHIELD_CACHE_MIB": "16", "CASCADE_LOG_LEVEL": "WARNING"},
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            shield = Shield(port, Path("/nonexistent"), edge)
+            for _ in range(300):
+                with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                    if (await shield.get(f"{BASE}/3.1.m4s"))[0] == 200:
+                        break
+                await asyncio.sleep(0.05)
+            _, headers, body = await shield.get(f"{BASE}/3.1.m4s")
+            assert headers["x-cascade-shield"] == "hit" and body == b"360p:3.1;"
+        finally:
+            if proc.returncode is None:
+                proc.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(proc.wait(), 20) == 0

@@ -43,6 +43,11 @@ VALUE_SETS: dict[str, list[str]] = {
         "redis.persistence.enabled=true",
         "redis.passwordSecret=cascade-redis",
     ],
+    "shield": [
+        "shield.enabled=true",
+        "edge.ingress.enabled=true",
+        "edge.ingress.hosts[0].host=live.example.com",
+    ],
     "external-redis-no-hpa": [
         "redis.enabled=false",
         "redis.externalUrl=rediss://redis.example.net:6380/0",
@@ -333,3 +338,32 @@ def test_values_schema_is_valid_json_and_documents_every_default() -> None:
                 walk(child, value, f"{path}.{key}")
 
     walk(schema, values, "")
+
+
+def test_the_shield_tier_sits_between_the_ingress_and_the_edges(helm: Path) -> None:
+    assert not [d for d in render(helm, []) if "shield" in d["metadata"]["name"]], "off by default"
+    docs = render(helm, VALUE_SETS["shield"])
+    (deployment,) = [
+        d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "cascade-shield"
+    ]
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["cascade-shield"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["CASCADE_SHIELD_BACKEND"] == "cascade-edge:80", "the edge Service"
+    assert env["REDIS_URL"] and env["VIEWER_TIMEOUT_SECONDS"] == "30"
+    readers = _aliases(EdgeSettings) | {"REDIS_PASSWORD", "CASCADE_SHIELD_BACKEND",
+                                        "CASCADE_SHIELD_CACHE_MIB"}  # fmt: skip
+    assert set(env) <= readers
+    (edge,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "cascade-edge"]
+    edge_env = {
+        e["name"]: e.get("value") for e in edge["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert edge_env["CASCADE_VIEWER_SESSIONS"] == "cmcd"
+    (ingress,) = by_kind(docs, "Ingress")
+    backend = ingress["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"]
+    assert backend == "cascade-shield"
+    assert {d["metadata"]["name"] for d in by_kind(docs, "HorizontalPodAutoscaler")} == {
+        "cascade-edge",
+        "cascade-shield",
+    }
+    assert [d for d in by_kind(docs, "Service") if d["metadata"]["name"] == "cascade-shield"]
