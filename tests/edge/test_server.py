@@ -287,6 +287,32 @@ async def test_viewers_given_the_same_answer_are_written_one_shared_buffer(bench
     assert written[2] == part_response(11, 0)
 
 
+async def test_requests_held_for_the_same_part_are_checked_once_per_wake(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[tuple[int, int | None]] = []
+    real = RenditionWindow.playlist_wait
+
+    def counted(window: RenditionWindow, msn: int, part: int | None, target: float) -> Any:
+        checks.append((msn, part))
+        return real(window, msn, part, target)
+
+    monkeypatch.setattr(RenditionWindow, "playlist_wait", counted)
+    viewers = [bench.connect() for _ in range(4)]
+    for protocol, _ in viewers:
+        protocol.data_received(get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=2"))
+    later, later_transport = bench.connect()
+    later.data_received(get("/live/cam1/360p/index.m3u8?_HLS_msn=11&_HLS_part=3"))
+    checks.clear()
+    bench.land(11, 2)
+    assert sorted(checks) == [(11, 2), (11, 3)], "one check per kind of wait, not per viewer"
+    answers = [transport.take() for _, transport in viewers]
+    assert answers[0].startswith(b"HTTP/1.1 200 OK") and answers.count(answers[0]) == 4
+    assert later_transport.take() == b"", "the one waiting for 11.3 still waits"
+    bench.land(11, 3)
+    assert later_transport.take().startswith(b"HTTP/1.1 200 OK")
+
+
 async def test_a_held_head_reply_has_no_body_whatever_came_after(bench: Bench) -> None:
     protocol, transport = bench.connect()
     protocol.data_received(

@@ -17,7 +17,7 @@ import asyncio
 import math
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
@@ -124,6 +124,9 @@ class Hold:
     check: Callable[[], Reply | None]
     deadline: float
     expired: Callable[[], HttpError]
+    # What ``check`` depends on besides the feed: holds of one feed with equal keys get
+    # the same answer, so a wake checks each key once, whatever the number held on it.
+    key: Hashable = None
 
 
 class RenderCache:
@@ -302,10 +305,11 @@ def _resolve(woken: asyncio.Future[None]) -> None:
 
 
 def _view(services: Services, stream: str) -> StreamView:
-    if not is_valid_name(stream):
-        raise HttpError(404, f"no stream named {stream!r}")
+    # The hub follows only streams of valid names: a name it has needs no check.
     view = services.hub.streams.get(stream)
     if view is None:
+        if not is_valid_name(stream):
+            raise HttpError(404, f"no stream named {stream!r}")
         if services.on_demand.starting(stream, services.clock()):
             # No transcoder yet: the demand just noted starts one. A 503 with Retry-After
             # (not 404) tells the player to come back; the header tells it why.
@@ -430,7 +434,9 @@ def _media_playlist(
     elif msn is None:
         cache = caching.PLAIN_PLAYLIST
     else:
-        cache = caching.blocking_playlist(view.meta.segment_target)
+        cache = _BLOCKING_CACHE.get(view.meta.segment_target) or _blocking_cache(
+            view.meta.segment_target
+        )
     if msn is None and feed.window.position is not None:
         return _render(view, feed, delta, renders, cache)
     starting = msn is None
@@ -465,7 +471,16 @@ def _media_playlist(
             return HttpError(503, f"stream {view.name!r} is starting: no part yet, retry")
         return HttpError(503, f"segment {want_msn} part {want_part} did not arrive in time")
 
-    return Hold(feed, check, now + _timeout(view, services.settings), expired)
+    key = ("playlist", starting, want_msn, want_part, delta, cache)
+    return Hold(feed, check, now + _timeout(view, services.settings), expired, key)
+
+
+_BLOCKING_CACHE: dict[float, bytes] = {}  # segment target -> Cache-Control, made once
+
+
+def _blocking_cache(segment_target: float) -> bytes:
+    value = _BLOCKING_CACHE[segment_target] = caching.blocking_playlist(segment_target)
+    return value
 
 
 def _render(
@@ -556,7 +571,7 @@ def _media_file(
     def expired() -> HttpError:
         return HttpError(503, f"part {msn}.{index} did not arrive in time")
 
-    return Hold(feed, check, now + _timeout(view, settings), expired)
+    return Hold(feed, check, now + _timeout(view, settings), expired, ("part", msn, index))
 
 
 async def _archived(view: StreamView, rendition: str, msn: int, services: Services) -> Reply:

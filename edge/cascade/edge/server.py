@@ -52,7 +52,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, NoReturn, cast
@@ -235,7 +235,8 @@ class FeedHolds:
     def wake(self) -> None:
         """The hub applied new entries: answer every held request that can be answered."""
         if self.exchanges:
-            self.exchanges = [e for e in self.exchanges if not e.try_release()]
+            checked: dict[Hashable, Reply | HttpError | None] = {}
+            self.exchanges = [e for e in self.exchanges if not e.try_release(checked)]
 
     def expire(self, horizon: float) -> None:
         """Answer 503 to the requests whose deadline is at or before ``horizon``."""
@@ -402,19 +403,26 @@ class Exchange:
         self.protocol: HttpProtocol | None = None  # while held: whom to answer through
         self.task: asyncio.Task[None] | None = None
 
-    def try_release(self) -> bool:
+    def try_release(self, checked: dict[Hashable, Reply | HttpError | None] | None = None) -> bool:
         """A held request: answered if its hold's check says so. True once it is no
-        longer held (answered now or before, or its connection is gone)."""
+        longer held (answered now or before, or its connection is gone). ``checked``: the
+        outcomes of this wake's checks by hold key (the same key, the same outcome)."""
         hold = self.hold
         if hold is None:
             return True
-        try:
-            reply = hold.check()
-        except HttpError as exc:
-            reply = error_reply(exc)
-        if reply is None:
+        key = hold.key
+        if checked is not None and key is not None and key in checked:
+            outcome = checked[key]
+        else:
+            try:
+                outcome = hold.check()
+            except HttpError as exc:
+                outcome = exc
+            if checked is not None and key is not None:
+                checked[key] = outcome
+        if outcome is None:
             return False
-        self._release(reply)
+        self._release(error_reply(outcome) if isinstance(outcome, HttpError) else outcome)
         return True
 
     def expire(self) -> None:
