@@ -234,7 +234,7 @@ def main() -> int:
     result["ratio_bare_asgi_to_nginx"] = round(
         result["bare_asgi_uvicorn"]["requests_per_second"] / nginx_rps, 3
     )
-    result["target_ratio"] = 0.5
+    result["target_ratio"] = 0.75
     result["loadavg_at_end"] = loadavg()
     print(json.dumps(result, indent=2))
     return 0
