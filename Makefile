@@ -95,6 +95,7 @@ bench: setup
 	$(PY) bench/edge_viewers.py
 	$(PY) bench/operator_scale.py
 	$(PY) bench/redis_failover.py
+	$(PY) bench/recording.py
 
 include mk/cluster.mk
 include mk/images.mk

@@ -42,6 +42,8 @@ VALUE_SETS: dict[str, list[str]] = {
         "edge.signingKeysSecret=cascade-signing",
         "redis.persistence.enabled=true",
         "redis.passwordSecret=cascade-redis",
+        "recording.endpoint=https://s3.example.net",
+        "recording.secretName=cascade-s3",
     ],
     "shield": [
         "shield.enabled=true",
@@ -271,6 +273,11 @@ def test_operator_settings_from_the_chart_parse(
     assert [t.key for t in settings.gpu_tolerations] == ["nvidia.com/gpu"]
     assert settings.redis_url == "redis://:$(REDIS_PASSWORD)@cascade-redis.cascade.svc:6379/0"
     assert env["REDIS_PASSWORD"] == "secret"  # from the Secret, declared before REDIS_URL
+    # The object store: where from values, credentials from a Secret, for its transcoders.
+    assert (
+        settings.s3_endpoint == "https://s3.example.net" and settings.s3_secret_name == "cascade-s3"
+    )
+    assert env["AWS_SECRET_ACCESS_KEY"] == "secret"
     names = list(env)
     assert names.index("REDIS_PASSWORD") < names.index("REDIS_URL")
 

@@ -278,3 +278,28 @@ def test_srt_caller_has_no_service() -> None:
         "mode: listener", "mode: caller\n      host: encoder.example.com"
     )
     assert build_ingest_service(parse_manifest(text), settings()) is None
+
+
+def test_a_recorded_stream_gets_the_store_and_its_credentials_from_a_secret() -> None:
+    recorded = parse_manifest(
+        MANIFESTS["test_cpu_demo"].replace("spec:\n", "spec:\n  recording: {enabled: true}\n", 1),
+        source="test",
+    )
+    store = OperatorSettings(
+        s3_endpoint="https://s3.example.net",
+        s3_access_key_id="AKID-not-in-pods",
+        s3_secret_access_key="secret-not-in-pods",
+        s3_secret_name="cascade-s3",
+    )
+    env = build_transcoder_pod(recorded, store, generation=1, redis_url=REDIS)["spec"][
+        "containers"
+    ][0]["env"]
+    by_name = {e["name"]: e for e in env}
+    assert by_name["CASCADE_S3_ENDPOINT"]["value"] == "https://s3.example.net"
+    assert by_name["AWS_SECRET_ACCESS_KEY"]["valueFrom"] == {
+        "secretKeyRef": {"name": "cascade-s3", "key": "AWS_SECRET_ACCESS_KEY"}
+    }
+    assert "not-in-pods" not in json.dumps(env)  # no credential in the pod spec
+    # Not recorded, or no store: nothing about a store in the pod.
+    plain = build_transcoder_pod(stream("test_cpu_demo"), store, generation=1, redis_url=REDIS)
+    assert not [e for e in plain["spec"]["containers"][0]["env"] if "S3" in e["name"]]

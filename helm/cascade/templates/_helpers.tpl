@@ -82,6 +82,23 @@ through $(REDIS_PASSWORD), which Kubernetes expands from the variable defined be
   value: {{ include "cascade.redisUrl" . | quote }}
 {{- end -}}
 
+{{- define "cascade.objectStoreEnv" -}}
+{{- with .Values.recording }}
+{{- if .endpoint }}
+- {name: CASCADE_S3_ENDPOINT, value: {{ .endpoint | quote }}}
+- {name: CASCADE_S3_BUCKET, value: {{ .bucket | quote }}}
+- {name: CASCADE_S3_PREFIX, value: {{ .prefix | quote }}}
+- {name: CASCADE_S3_REGION, value: {{ .region | quote }}}
+{{- if .secretName }}
+- name: AWS_ACCESS_KEY_ID
+  valueFrom: {secretKeyRef: {name: {{ .secretName | quote }}, key: AWS_ACCESS_KEY_ID}}
+- name: AWS_SECRET_ACCESS_KEY
+  valueFrom: {secretKeyRef: {name: {{ .secretName | quote }}, key: AWS_SECRET_ACCESS_KEY}}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end -}}
+
 {{- define "cascade.edgeUrl" -}}
 {{- if .Values.playbackBaseUrl -}}
 {{- .Values.playbackBaseUrl -}}

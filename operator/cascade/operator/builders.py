@@ -129,6 +129,28 @@ def _resources(stream: LiveStream, settings: OperatorSettings, gpu: bool) -> dic
     return {"requests": requests, "limits": limits}
 
 
+def _store_env(stream: LiveStream, settings: OperatorSettings) -> list[dict[str, Any]]:
+    """A recorded stream's store: where (values) and its credentials (from a Secret, never
+    the spec). None for a stream that does not record, or without a store."""
+    if not stream.spec.recorded_renditions or not settings.s3_enabled:
+        return []
+    env: list[dict[str, Any]] = [
+        {"name": "CASCADE_S3_ENDPOINT", "value": settings.s3_endpoint},
+        {"name": "CASCADE_S3_BUCKET", "value": settings.s3_bucket},
+        {"name": "CASCADE_S3_PREFIX", "value": settings.s3_prefix},
+        {"name": "CASCADE_S3_REGION", "value": settings.s3_region},
+    ]
+    if settings.s3_secret_name:
+        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+            env.append(
+                {
+                    "name": key,
+                    "valueFrom": {"secretKeyRef": {"name": settings.s3_secret_name, "key": key}},
+                }
+            )
+    return env
+
+
 def _env(stream: LiveStream, redis_url: str, gpu: bool) -> list[dict[str, Any]]:
     env: list[dict[str, Any]] = [
         {"name": "CASCADE_LIVESTREAM", "value": livestream_json(stream)},
@@ -179,7 +201,7 @@ def build_pod_spec(
         "image": settings.transcoder_image,
         "imagePullPolicy": "IfNotPresent",
         "command": ["cascade-transcoder"],
-        "env": _env(stream, redis_url, gpu),
+        "env": _env(stream, redis_url, gpu) + _store_env(stream, settings),
         "resources": _resources(stream, settings, gpu),
         "securityContext": _container_security_context(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],

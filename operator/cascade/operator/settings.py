@@ -12,7 +12,12 @@ from typing import Annotated, Literal
 from pydantic import AliasChoices, Field
 from pydantic_settings import SettingsConfigDict
 
-from cascade.contract.settings import RedisSettings, StreamLimitSettings, ViewerTimeoutSettings
+from cascade.contract.settings import (
+    ObjectStoreSettings,
+    RedisSettings,
+    StreamLimitSettings,
+    ViewerTimeoutSettings,
+)
 from cascade.contract.spec import Toleration
 
 # The NVIDIA device plugin's taint on GPU nodes in most clusters (GKE, EKS, the GPU
@@ -22,11 +27,21 @@ DEFAULT_GPU_TOLERATIONS = (
 )
 
 
-class OperatorSettings(RedisSettings, StreamLimitSettings, ViewerTimeoutSettings):
+class OperatorSettings(
+    RedisSettings, StreamLimitSettings, ViewerTimeoutSettings, ObjectStoreSettings
+):
     """``REDIS_URL``, ``MAX_CONCURRENT_STREAMS`` and ``VIEWER_TIMEOUT_SECONDS`` are declared
-    once, in :mod:`cascade.contract.settings`, for every program that reads them."""
+    once, in :mod:`cascade.contract.settings`, for every program that reads them; so is the
+    object store (``CASCADE_S3_*``), which recorded streams' transcoders are given."""
 
     model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    s3_secret_name: str = Field(
+        default="",
+        validation_alias=AliasChoices("CASCADE_S3_SECRET", "s3_secret_name"),
+        description="The Secret (in the LiveStream's namespace) whose AWS_ACCESS_KEY_ID and "
+        "AWS_SECRET_ACCESS_KEY a recording transcoder gets as its store credentials.",
+    )
 
     transcoder_image: str = Field(
         default="ghcr.io/cascade/transcoder:0.1.0",
