@@ -222,6 +222,7 @@ def test_status_schema() -> None:
         "inputBitrateKbps",
         "restarts",
         "transcoder",
+        "recording",
     }
     conditions = status["properties"]["conditions"]
     assert conditions["x-kubernetes-list-map-keys"] == ["type"]

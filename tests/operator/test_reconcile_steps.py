@@ -677,3 +677,25 @@ def test_requeue_step_looks_again_when_an_on_demand_verdict_may_change() -> None
     assert requeue_step(observed(on_demand, lifecycle=ON_DEMAND), 1.0) == 1.0
     assert requeue_step(observed(on_demand, lifecycle=ON_DEMAND, now=T0 + 90), 5.0) == 0.0
     assert requeue_step(observed(on_demand, lifecycle=NOBODY), 5.0) == 5.0
+
+
+def test_recording_status_from_the_transcoders_health() -> None:
+    from cascade.contract.schema import Health, StreamState
+    from cascade.operator.reconcile import recording_status
+
+    health = Health(
+        state=StreamState.LIVE,
+        recording=True,
+        recording_bytes=1234,
+        recording_backlog_bytes=56,
+        recording_lost_segments=0,
+        recording_oldest=1733356800.0,
+        recording_newest=1733360400.5,
+    )
+    assert recording_status(health) == {
+        "bytes": 1234,
+        "backlogBytes": 56,
+        "lostSegments": 0,
+        "oldest": "2024-12-05T00:00:00Z",
+        "newest": "2024-12-05T01:00:00Z",
+    }

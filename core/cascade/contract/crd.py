@@ -323,6 +323,19 @@ def status_schema() -> dict[str, Any]:
                 "description": "For display only, derived from the conditions.",
             },
             "ingestURL": {"type": "string", "description": "Where the encoder sends to."},
+            "recording": {
+                "type": "object",
+                "description": "The recording as the running transcoder wrote it to the "
+                "object store: bytes, bytes waiting for the store, segments dropped past the "
+                "backlog, program date-times of the oldest and newest segment written.",
+                "properties": {
+                    "bytes": {"type": "integer", "minimum": 0},
+                    "backlogBytes": {"type": "integer", "minimum": 0},
+                    "lostSegments": {"type": "integer", "minimum": 0},
+                    "oldest": {"type": "string", "format": "date-time"},
+                    "newest": {"type": "string", "format": "date-time"},
+                },
+            },
             "playbackURL": {"type": "string", "description": "The multivariant playlist."},
             "viewers": {"type": "integer", "minimum": 0},
             "inputBitrateKbps": {"type": "integer", "minimum": 0},

@@ -737,7 +737,27 @@ def status_step(
         "restarts": pod.memory.recreations + (live_pod.container_restarts if live_pod else 0),
         "transcoder": pod.memory.to_status(),
     }
+    if health is not None and health.recording:
+        status["recording"] = recording_status(health)
     return StatusOutcome(status, [event] if event is not None else [])
+
+
+def recording_status(health: Health) -> dict[str, Any]:
+    """What the transcoder reports of its recording (since its process started)."""
+
+    def iso(unix: float) -> str:
+        return datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    out: dict[str, Any] = {
+        "bytes": health.recording_bytes,
+        "backlogBytes": health.recording_backlog_bytes,
+        "lostSegments": health.recording_lost_segments,
+    }
+    if health.recording_oldest:
+        out["oldest"] = iso(health.recording_oldest)
+    if health.recording_newest:
+        out["newest"] = iso(health.recording_newest)
+    return out
 
 
 def requeue_step(observed: Observed, requeue: float | None) -> float | None:
