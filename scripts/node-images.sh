@@ -5,7 +5,9 @@
 #           scratch image (containerd's sandbox_image)
 #   redis   Debian's redis-server on the local base (scripts/base-image.sh); the chart's Redis
 #           StatefulSet runs `sh -c "exec redis-server ..."`, which it offers as the Alpine
-#           image of Docker Hub does
+#           image of Docker Hub does, protected mode off as there (that image patches the
+#           default; here /usr/local/bin/redis-server adds --protected-mode no): the pods
+#           reach it over the pod network, access is the NetworkPolicy's business
 # Each is cached by a hash of its inputs (the pause binary, the base image id, this script):
 # archives $CASCADE_CACHE/images/<name>-<hash>.oci.tar, listed in index.tsv like the others, so
 # scripts/node-up.sh imports them all and tags each localhost/cascade/<name>:local.
@@ -76,7 +78,11 @@ if [[ ! -s $archive ]]; then
   buildah run --isolation chroot --network host "${mounts[@]}" "$ctr" -- sh -c \
     'apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server >/dev/null \
      && rm -rf /var/lib/apt/lists/* && mkdir -p /data && chown redis:redis /data'
-  buildah config --cmd '["redis-server", "--protected-mode", "no"]' --entrypoint '' --user redis \
+  wrapper=$(mktemp)
+  printf '#!/bin/sh\nexec /usr/bin/redis-server "$@" --protected-mode no\n' >"$wrapper"
+  buildah copy --quiet --chmod 0755 "$ctr" "$wrapper" /usr/local/bin/redis-server >/dev/null
+  rm -f "$wrapper"
+  buildah config --cmd '["redis-server"]' --entrypoint '' --user redis \
     --workingdir /data --port 6379 --label io.cascade.node-image=redis "$ctr"
   buildah commit --quiet --rm "$ctr" "$image" >/dev/null
   export_image redis "$image" "$archive"
