@@ -129,3 +129,14 @@ def test_error_reply() -> None:
         "HTTP 404 NoSuchBucket: no bucket",
     )
     assert str(s3.parse_error(503, b"")) == "HTTP 503"
+
+
+def test_list_query_sends_only_the_fields_given() -> None:
+    assert s3.list_query("demo/") == {"list-type": "2", "prefix": "demo/"}
+    assert s3.list_query("demo/", start_after="demo/a", token="t", delimiter="/") == {
+        "list-type": "2",
+        "prefix": "demo/",
+        "start-after": "demo/a",
+        "continuation-token": "t",
+        "delimiter": "/",
+    }

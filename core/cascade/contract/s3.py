@@ -32,6 +32,7 @@ __all__ = [
     "amz_date",
     "canonical_query",
     "canonical_uri",
+    "list_query",
     "parse_error",
     "parse_list_page",
     "sign",
@@ -169,6 +170,20 @@ def _parse(body: bytes) -> ET.Element:
         return ET.fromstring(body)
     except ET.ParseError as exc:
         raise S3Error(f"the store's reply is not XML: {exc}") from exc
+
+
+def list_query(
+    prefix: str, *, start_after: str = "", token: str | None = None, delimiter: str = ""
+) -> dict[str, str]:
+    """The query of a ListObjectsV2 request: the optional fields only when given."""
+    query = {"list-type": "2", "prefix": prefix}
+    if start_after:
+        query["start-after"] = start_after
+    if token:
+        query["continuation-token"] = token
+    if delimiter:
+        query["delimiter"] = delimiter
+    return query
 
 
 def parse_list_page(body: bytes) -> ListPage:

@@ -76,13 +76,7 @@ class StoreReader:
     async def list_page(
         self, prefix: str, *, start_after: str = "", token: str | None = None, delimiter: str = ""
     ) -> ListPage:
-        query = {"list-type": "2", "prefix": prefix}
-        if start_after:
-            query["start-after"] = start_after
-        if token:
-            query["continuation-token"] = token
-        if delimiter:
-            query["delimiter"] = delimiter
+        query = s3.list_query(prefix, start_after=start_after, token=token, delimiter=delimiter)
         status, body = await self._request(f"/{self.bucket}", query)
         if not 200 <= status < 300:
             raise s3.parse_error(status, body)

@@ -122,13 +122,7 @@ class S3Client:
     def list_page(
         self, prefix: str, *, start_after: str = "", token: str | None = None, delimiter: str = ""
     ) -> ListPage:
-        query = {"list-type": "2", "prefix": prefix}
-        if start_after:
-            query["start-after"] = start_after
-        if token:
-            query["continuation-token"] = token
-        if delimiter:
-            query["delimiter"] = delimiter
+        query = s3.list_query(prefix, start_after=start_after, token=token, delimiter=delimiter)
         return s3.parse_list_page(self.request("GET", query=query)[1])
 
     def create_bucket(self) -> None:
